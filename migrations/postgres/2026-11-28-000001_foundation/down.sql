@@ -1,0 +1,9 @@
+DROP TABLE audit_log;
+DROP TABLE login_failures;
+DROP TABLE refresh_tokens;
+DROP TABLE devices;
+DROP TABLE user_cooperatives;
+DROP TABLE user_provinces;
+DROP TABLE users;
+DROP TABLE provinces;
+DROP TABLE server_keys;

@@ -1,0 +1,38 @@
+//! `/api/v1`: one module per resource; handlers extract, authorize, call a service and
+//! map the result to a response type.
+
+pub mod audit;
+pub mod auth;
+pub mod devices;
+pub mod provinces;
+pub mod users;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .service(auth::login)
+            .service(auth::refresh)
+            .service(auth::logout)
+            .service(auth::me)
+            .service(users::list_users)
+            .service(users::create_user)
+            .service(users::get_user)
+            .service(users::update_user)
+            .service(users::set_assignments)
+            .service(users::reset_password)
+            .service(devices::list_devices)
+            .service(devices::revoke_device)
+            .service(provinces::list_provinces)
+            .service(audit::list_audit),
+    );
+}
+
+/// Page size bounds shared by list endpoints.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+pub fn page_size(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}

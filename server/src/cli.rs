@@ -1,0 +1,212 @@
+//! The `coopsync` command line: `serve`, `migrate`, `user add`.
+
+use std::{io::BufRead, path::PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    accounts::{self, CreateUserRequest},
+    auth::password,
+    config::Settings,
+    db::Backend,
+    domain::access::{Actor, Assignments, Role},
+    startup::{self, Application},
+    telemetry,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coopsync",
+    version,
+    about = "Offline-first sync server for cooperative training records"
+)]
+pub struct Cli {
+    /// Optional TOML settings file (also COOPSYNC_CONFIG). Environment variables
+    /// COOPSYNC_* and DATABASE_URL override it.
+    #[arg(long, global = true, env = "COOPSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve HTTP until SIGTERM or Ctrl-C.
+    Serve {
+        /// Listen address (default 127.0.0.1:8080, also COOPSYNC_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from the first line of standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Province code, e.g. 07 (repeatable).
+        #[arg(long = "province")]
+        provinces: Vec<String>,
+        /// Cooperative id, for enumerators (repeatable).
+        #[arg(long = "cooperative")]
+        cooperatives: Vec<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Read the password from standard input (required: passwords never go in arguments).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum RoleArg {
+    Enumerator,
+    ProvincialAdmin,
+    NationalAdmin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Enumerator => Role::Enumerator,
+            RoleArg::ProvincialAdmin => Role::ProvincialAdmin,
+            RoleArg::NationalAdmin => Role::NationalAdmin,
+        }
+    }
+}
+
+fn describe_database(settings: &Settings) -> String {
+    let url = settings.database_url.expose();
+    match Backend::of_url(url) {
+        Backend::Sqlite => format!("SQLite file {url}"),
+        // The URL may carry a password: show only the engine.
+        Backend::Postgres => "PostgreSQL (DATABASE_URL)".to_string(),
+    }
+}
+
+/// Progress on stderr. A closed stderr (a supervisor that stopped reading) must not turn
+/// into a panic at shutdown, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Runs the parsed command; the error string is printed by `main`.
+pub fn run(cli: Cli) -> Result<(), String> {
+    let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    telemetry::init(settings.log_format, &settings.log_filter);
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            say!(
+                "coopsync {}: database {}",
+                env!("CARGO_PKG_VERSION"),
+                describe_database(&settings)
+            );
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+                say!(
+                    "coopsync: listening on http://{} (API docs at /api/v1/docs/); Ctrl-C or SIGTERM stops it",
+                    app.local_addr()
+                );
+                tracing::info!(port = app.port(), "server started");
+                app.run_until_stopped().await.map_err(|e| e.to_string())?;
+                say!("coopsync: stopped");
+                Ok(())
+            })
+        }
+        Command::Migrate => {
+            say!("coopsync: migrating {}", describe_database(&settings));
+            let factory = crate::db::ConnectionFactory::new(settings.database_url.expose());
+            let mut conn = factory
+                .connect()
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            let applied = crate::db::run_migrations(&mut conn).map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                say!("coopsync: database is up to date");
+            } else {
+                for v in &applied {
+                    say!("  applied {v}");
+                }
+                say!("coopsync: {} migration(s) applied", applied.len());
+            }
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    role,
+                    provinces,
+                    cooperatives,
+                    full_name,
+                    password_stdin: _,
+                },
+        } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            let password = line.trim_end_matches(['\n', '\r']).to_string();
+            password::check_policy(&password).map_err(|_| {
+                format!(
+                    "the password must have at least {} characters (and at most {})",
+                    password::MIN_PASSWORD_LEN,
+                    password::MAX_PASSWORD_LEN
+                )
+            })?;
+            say!("coopsync: opening {}", describe_database(&settings));
+            let db = startup::open_database(&settings).map_err(|e| e.to_string())?;
+            let hash = password::hash_blocking(&password).map_err(|e| e.to_string())?;
+            let req = CreateUserRequest {
+                username,
+                password: String::new(),
+                role: role.into(),
+                full_name,
+                provinces,
+                cooperatives,
+            };
+            // The command line is trusted like a national admin: whoever runs it owns the
+            // database file or its credentials.
+            let actor = Actor {
+                user_id: "cli".into(),
+                role: Role::NationalAdmin,
+                assignments: Assignments::default(),
+            };
+            let mut conn = db.get().map_err(|e| e.to_string())?;
+            let view = accounts::create_user(&mut conn, &actor, &req, &hash, None).map_err(
+                |e| match e {
+                    crate::error::ApiError::Validation(fields) => fields
+                        .iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    other => other.to_string(),
+                },
+            )?;
+            println!(
+                "created user {} ({}) with id {}",
+                view.user.username,
+                view.role.as_str(),
+                view.user.id
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Database access: one connection type over PostgreSQL and SQLite, the pool, embedded
+//! migrations, and the write-transaction helper that takes SQLite's write lock up front.
+
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::{
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+    pg::PgConnection,
+    prelude::*,
+    r2d2::{self, ManageConnection},
+    sqlite::SqliteConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::ApiError;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// A connection to either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database engine a URL points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Opens connections for the pool. The backend is chosen from the URL scheme, never by
+/// trial: a PostgreSQL server that is down must be an error, not a new SQLite file.
+#[derive(Debug, Clone)]
+pub struct ConnectionFactory {
+    backend: Backend,
+    url: String,
+}
+
+impl ConnectionFactory {
+    pub fn new(url: &str) -> Self {
+        let backend = Backend::of_url(url);
+        let url = match backend {
+            Backend::Postgres => url.to_string(),
+            Backend::Sqlite => url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url)
+                .to_string(),
+        };
+        Self { backend, url }
+    }
+
+    pub fn connect(&self) -> ConnectionResult<DbConnection> {
+        match self.backend {
+            Backend::Postgres => Ok(DbConnection::Postgresql(PgConnection::establish(
+                &self.url,
+            )?)),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url)?;
+                // WAL lets readers run beside the writer; FULL makes every commit durable
+                // across power loss, which a laptop in a provincial office will see.
+                for pragma in [
+                    "PRAGMA busy_timeout = 15000",
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = FULL",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    conn.batch_execute(pragma)
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                }
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for ConnectionFactory {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        ConnectionFactory::connect(self).map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnectionFactory>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionFactory>;
+
+/// The database handle held by the application: a pool plus the backend it talks to.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot connect to the {backend} database: {source}")]
+    Connect {
+        backend: &'static str,
+        source: diesel::ConnectionError,
+    },
+    #[error("cannot create the connection pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("migrations failed: {0}")]
+    Migrations(String),
+}
+
+impl Database {
+    /// Connects, runs pending migrations, and builds the pool.
+    pub fn open(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, DbSetupError> {
+        let factory = ConnectionFactory::new(url);
+        let backend = factory.backend;
+        let mut conn = factory.connect().map_err(|source| DbSetupError::Connect {
+            backend: backend.name(),
+            source,
+        })?;
+        run_migrations(&mut conn)?;
+        drop(conn);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(timeout)
+            .test_on_check_out(false)
+            .build(factory)?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for synchronous code (CLI commands, blocking tasks).
+    pub fn get(&self) -> Result<PooledConnection, ApiError> {
+        self.pool.get().map_err(|e| {
+            tracing::warn!(error = %e, "no database connection available");
+            ApiError::DatabaseUnavailable
+        })
+    }
+
+    /// Runs `f` with a connection on the blocking thread pool, off the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = self.clone();
+        actix_web::web::block(move || {
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// Returns the migration versions applied by this call.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbSetupError> {
+    let applied = match conn {
+        DbConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Reverts every migration (each `down.sql`), newest first. Used by the tests that prove
+/// the down migrations work; nothing in the server calls it.
+pub fn revert_all_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
+    let reverted = match conn {
+        DbConnection::Postgresql(c) => c.revert_all_migrations(PG_MIGRATIONS),
+        DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
+    Ok(reverted.len())
+}
+
+/// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, so the
+/// write lock is taken (waiting up to the busy timeout) before any read: a deferred
+/// transaction that reads first and upgrades later fails at once with SQLITE_BUSY.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+        }
+        DbConnection::Postgresql(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)?;
+        }
+    }
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The caller's error is the one worth reporting; a failed rollback leaves the
+            // connection marked broken and the pool discards it.
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}
+
+/// UTC now without a zone, the form every timestamp column stores.
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,153 @@
+//! Roles and scopes: which records and which accounts a user may see or change.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Field enumerator or provincial cooperative promoter with a tablet.
+    Enumerator,
+    /// Reviews and manages the enumerators of their provinces.
+    ProvincialAdmin,
+    /// Manages everyone and everything.
+    NationalAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Enumerator => "enumerator",
+            Role::ProvincialAdmin => "provincial_admin",
+            Role::NationalAdmin => "national_admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "enumerator" => Some(Role::Enumerator),
+            "provincial_admin" => Some(Role::ProvincialAdmin),
+            "national_admin" => Some(Role::NationalAdmin),
+            _ => None,
+        }
+    }
+
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::ProvincialAdmin | Role::NationalAdmin)
+    }
+}
+
+/// What a user is assigned to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignments {
+    pub provinces: BTreeSet<String>,
+    pub cooperatives: BTreeSet<String>,
+}
+
+/// A signed-in user as the rules see them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: String,
+    pub role: Role,
+    pub assignments: Assignments,
+}
+
+/// An account as the rules see it when deciding who may manage it.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+    pub assignments: &'a Assignments,
+}
+
+impl Actor {
+    /// Whether the actor may see and change `target`'s account (not their own password
+    /// or role: self-service is separate).
+    pub fn can_manage(&self, target: &Target<'_>) -> bool {
+        match self.role {
+            Role::NationalAdmin => true,
+            Role::ProvincialAdmin => {
+                target.role == Role::Enumerator
+                    && !target.assignments.provinces.is_empty()
+                    && target
+                        .assignments
+                        .provinces
+                        .is_subset(&self.assignments.provinces)
+            }
+            Role::Enumerator => false,
+        }
+    }
+
+    /// Whether the actor may give an account this role and these assignments.
+    pub fn can_assign(&self, role: Role, assignments: &Assignments) -> bool {
+        self.can_manage(&Target {
+            user_id: "",
+            role,
+            assignments,
+        })
+    }
+
+    /// Whether a record in `province` / `cooperative` is in the actor's scope.
+    pub fn sees(&self, province: Option<&str>, cooperative: Option<&str>) -> bool {
+        match self.role {
+            Role::NationalAdmin => true,
+            Role::ProvincialAdmin => {
+                province.is_some_and(|p| self.assignments.provinces.contains(p))
+            }
+            Role::Enumerator => {
+                province.is_some_and(|p| self.assignments.provinces.contains(p))
+                    || cooperative.is_some_and(|c| self.assignments.cooperatives.contains(c))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignments(provinces: &[&str]) -> Assignments {
+        Assignments {
+            provinces: provinces.iter().map(|s| s.to_string()).collect(),
+            cooperatives: BTreeSet::new(),
+        }
+    }
+
+    fn actor(role: Role, provinces: &[&str]) -> Actor {
+        Actor {
+            user_id: "a".into(),
+            role,
+            assignments: assignments(provinces),
+        }
+    }
+
+    #[test]
+    fn provincial_admin_manages_only_enumerators_wholly_inside_their_provinces() {
+        let admin = actor(Role::ProvincialAdmin, &["07", "09"]);
+        let inside = assignments(&["07"]);
+        let straddling = assignments(&["07", "12"]);
+        let none = assignments(&[]);
+        assert!(admin.can_assign(Role::Enumerator, &inside));
+        assert!(!admin.can_assign(Role::Enumerator, &straddling));
+        assert!(!admin.can_assign(Role::Enumerator, &none));
+        assert!(!admin.can_assign(Role::ProvincialAdmin, &inside));
+    }
+
+    #[test]
+    fn enumerators_manage_nobody_and_national_admins_everybody() {
+        let inside = assignments(&["07"]);
+        assert!(!actor(Role::Enumerator, &["07"]).can_assign(Role::Enumerator, &inside));
+        assert!(actor(Role::NationalAdmin, &[]).can_assign(Role::NationalAdmin, &inside));
+    }
+
+    #[test]
+    fn enumerator_sees_assigned_cooperatives_outside_their_provinces() {
+        let mut e = actor(Role::Enumerator, &["07"]);
+        e.assignments.cooperatives.insert("c1".into());
+        assert!(e.sees(Some("12"), Some("c1")));
+        assert!(e.sees(Some("07"), None));
+        assert!(!e.sees(Some("12"), Some("c2")));
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: one binary, a real server on a loopback port per test, a fresh
+//! SQLite file or PostgreSQL database per test. Each test runs on both backends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failed expectation is a failed test"
+)]
+
+mod auth;
+mod authz;
+mod cli;
+mod health;
+mod limits;
+mod openapi;
+mod schema;
+mod tokens;
