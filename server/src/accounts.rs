@@ -220,10 +220,19 @@ fn authorize_assign(
 /// Provinces of the given cooperatives per the projection, or `None` if any is not (yet)
 /// known to the server.
 fn cooperative_provinces(
-    _conn: &mut DbConnection,
-    _ids: &BTreeSet<String>,
+    conn: &mut DbConnection,
+    ids: &BTreeSet<String>,
 ) -> Result<Option<BTreeSet<String>>, ApiError> {
-    Ok(None)
+    use crate::db::schema::cooperatives;
+    let ids: Vec<String> = ids.iter().cloned().collect();
+    let rows: Vec<(String, Option<String>)> = cooperatives::table
+        .filter(cooperatives::id.eq_any(&ids))
+        .select((cooperatives::id, cooperatives::province_code))
+        .load(conn)?;
+    if rows.len() != ids.len() {
+        return Ok(None);
+    }
+    Ok(rows.into_iter().map(|(_, p)| p).collect())
 }
 
 pub fn create_user(

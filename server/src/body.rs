@@ -26,11 +26,15 @@ pub struct BodyLimits {
 }
 
 /// Reads the whole body, enforcing the limits, and decompresses `Content-Encoding: gzip`.
-pub async fn read_body(
+pub async fn read_body<S, E>(
     req: &HttpRequest,
-    payload: &mut Payload,
+    payload: &mut S,
     limits: BodyLimits,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -73,6 +73,10 @@ pub enum ApiError {
     DatabaseUnavailable,
     #[error("internal error")]
     Internal(String),
+    /// A database error other than "not found" or a lost connection; a 500, kept typed
+    /// so callers can retry the kinds that a concurrent writer causes.
+    #[error("internal error")]
+    Database(diesel::result::Error),
 }
 
 /// The error envelope every error response carries.
@@ -134,7 +138,7 @@ impl ApiError {
             Self::TooManyLoginAttempts { .. } => "too_many_login_attempts",
             Self::ServerBusy { .. } => "server_busy",
             Self::DatabaseUnavailable => "database_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::Internal(_) | Self::Database(_) => "internal_error",
         }
     }
 
@@ -170,7 +174,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerBusy { .. } | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -178,6 +182,7 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         match self {
             Self::Internal(cause) => tracing::error!(error.cause = %cause, "internal error"),
+            Self::Database(cause) => tracing::error!(error.cause = %cause, "database error"),
             Self::DatabaseUnavailable => tracing::warn!("database unavailable"),
             _ => tracing::debug!(
                 error.code = self.code(),
@@ -215,7 +220,7 @@ impl From<diesel::result::Error> for ApiError {
                 diesel::result::DatabaseErrorKind::ClosedConnection,
                 _,
             ) => Self::DatabaseUnavailable,
-            other => Self::Internal(format!("database: {other}")),
+            other => Self::Database(other),
         }
     }
 }

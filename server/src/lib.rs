@@ -13,4 +13,5 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;

@@ -47,6 +47,7 @@ impl From<ApiError> for StartupError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::Internal(cause) => StartupError::Other(cause),
+            ApiError::Database(cause) => StartupError::Other(cause.to_string()),
             other => StartupError::Other(other.to_string()),
         }
     }

@@ -31,6 +31,8 @@ use serde_json::Value;
 
 pub use coopsync;
 
+pub mod tablet;
+
 /// Signing key used by test servers, so the token battery can forge tokens with it.
 pub const TEST_JWT_SECRET: &str = "test-only-signing-key-0123456789abcdef0123456789";
 /// Every account the harness creates has this password.

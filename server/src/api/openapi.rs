@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
         v1::devices::revoke_device,
         v1::provinces::list_provinces,
         v1::audit::list_audit,
+        v1::sync::sync,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -60,6 +61,7 @@ impl Modify for BearerAuth {
         (name = "devices", description = "Registered tablets"),
         (name = "reference", description = "Reference data"),
         (name = "audit", description = "Audit log"),
+        (name = "sync", description = "Push and pull Automerge changes"),
     )
 )]
 pub struct ApiDoc;

@@ -1,6 +1,31 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    actors (actor) {
+        actor -> Text,
+        device_id -> Text,
+        user_id -> Text,
+        first_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    attendance (session_id, participant_id) {
+        session_id -> Text,
+        participant_id -> Text,
+        member_id -> Nullable<Text>,
+        name -> Nullable<Text>,
+        sex -> Nullable<Text>,
+        age -> Nullable<Int8>,
+        phone -> Nullable<Text>,
+        status -> Nullable<Text>,
+        hours -> Nullable<Float8>,
+        recorded_by -> Nullable<Text>,
+        recorded_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         occurred_at -> Timestamp,
@@ -12,6 +37,59 @@ diesel::table! {
         outcome -> Text,
         request_id -> Nullable<Text>,
         details -> Text,
+    }
+}
+
+diesel::table! {
+    changes (seq) {
+        seq -> Int8,
+        hash -> Text,
+        document_id -> Text,
+        actor -> Text,
+        actor_seq -> Int8,
+        device_id -> Text,
+        user_id -> Text,
+        received_at -> Timestamp,
+        device_time -> Int8,
+        bytes -> Bytea,
+    }
+}
+
+diesel::table! {
+    conflicts (id) {
+        id -> Int8,
+        document_id -> Text,
+        field -> Text,
+        candidates -> Text,
+        winner -> Text,
+        status -> Text,
+        detected_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cooperatives (id) {
+        id -> Text,
+        name_khmer -> Nullable<Text>,
+        name_latin -> Nullable<Text>,
+        registration_number -> Nullable<Text>,
+        province_code -> Nullable<Text>,
+        district -> Nullable<Text>,
+        commune -> Nullable<Text>,
+        village -> Nullable<Text>,
+        status -> Nullable<Text>,
+        established_date -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    device_sync_state (device_id) {
+        device_id -> Text,
+        scope -> Text,
+        backfill -> Text,
+        updated_at -> Timestamp,
     }
 }
 
@@ -29,11 +107,56 @@ diesel::table! {
 }
 
 diesel::table! {
+    documents (id) {
+        id -> Text,
+        doc_type -> Text,
+        province_code -> Nullable<Text>,
+        cooperative_id -> Nullable<Text>,
+        snapshot -> Bytea,
+        heads -> Text,
+        change_count -> Int8,
+        last_seq -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         username -> Text,
         client_ip -> Text,
         failed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    members (id) {
+        id -> Text,
+        cooperative_id -> Nullable<Text>,
+        full_name_khmer -> Nullable<Text>,
+        name_latin -> Nullable<Text>,
+        sex -> Nullable<Text>,
+        year_of_birth -> Nullable<Int8>,
+        phone -> Nullable<Text>,
+        province_code -> Nullable<Text>,
+        village -> Nullable<Text>,
+        role -> Nullable<Text>,
+        joined_date -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pending_changes (hash) {
+        hash -> Text,
+        document_id -> Text,
+        doc_type -> Text,
+        device_id -> Text,
+        user_id -> Text,
+        received_at -> Timestamp,
+        missing_deps -> Text,
+        bytes -> Bytea,
     }
 }
 
@@ -44,6 +167,21 @@ diesel::table! {
         name_latin -> Text,
         name_khmer -> Text,
         kind -> Text,
+    }
+}
+
+diesel::table! {
+    quarantine (id) {
+        id -> Int8,
+        received_at -> Timestamp,
+        device_id -> Text,
+        user_id -> Text,
+        document_id -> Nullable<Text>,
+        doc_type -> Nullable<Text>,
+        hash -> Nullable<Text>,
+        code -> Text,
+        reason -> Text,
+        bytes -> Nullable<Bytea>,
     }
 }
 
@@ -67,6 +205,32 @@ diesel::table! {
         name -> Text,
         value -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_counter (name) {
+        name -> Text,
+        value -> Int8,
+    }
+}
+
+diesel::table! {
+    training_sessions (id) {
+        id -> Text,
+        programme -> Nullable<Text>,
+        module -> Nullable<Text>,
+        cooperative_id -> Nullable<Text>,
+        group_name -> Nullable<Text>,
+        province_code -> Nullable<Text>,
+        location -> Nullable<Text>,
+        facilitators -> Text,
+        scheduled_date -> Nullable<Text>,
+        start_time -> Nullable<Text>,
+        end_time -> Nullable<Text>,
+        planned_hours -> Nullable<Float8>,
+        status -> Nullable<Text>,
+        updated_at -> Timestamp,
     }
 }
 
@@ -98,21 +262,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    validation_flags (id) {
+        id -> Int8,
+        document_id -> Text,
+        code -> Text,
+        field -> Text,
+        message -> Text,
+        detected_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(attendance -> training_sessions (session_id));
+diesel::joinable!(changes -> documents (document_id));
+diesel::joinable!(conflicts -> documents (document_id));
+diesel::joinable!(cooperatives -> documents (id));
 diesel::joinable!(devices -> users (user_id));
+diesel::joinable!(members -> documents (id));
 diesel::joinable!(refresh_tokens -> devices (device_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(training_sessions -> documents (id));
 diesel::joinable!(user_cooperatives -> users (user_id));
 diesel::joinable!(user_provinces -> provinces (province_code));
 diesel::joinable!(user_provinces -> users (user_id));
+diesel::joinable!(validation_flags -> documents (document_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    actors,
+    attendance,
     audit_log,
+    changes,
+    conflicts,
+    cooperatives,
+    device_sync_state,
     devices,
+    documents,
     login_failures,
+    members,
+    pending_changes,
     provinces,
+    quarantine,
     refresh_tokens,
     server_keys,
+    sync_counter,
+    training_sessions,
     user_cooperatives,
     user_provinces,
     users,
+    validation_flags,
 );

@@ -4,7 +4,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    reason = "tests: a failed expectation is a failed test"
+    clippy::type_complexity,
+    reason = "tests: a failed expectation is a failed test; rows read as tuples"
 )]
 
 mod auth;
@@ -14,4 +15,5 @@ mod health;
 mod limits;
 mod openapi;
 mod schema;
+mod sync;
 mod tokens;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod provinces;
+pub mod sync;
 pub mod users;
 
 use actix_web::web;
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(devices::list_devices)
             .service(devices::revoke_device)
             .service(provinces::list_provinces)
-            .service(audit::list_audit),
+            .service(audit::list_audit)
+            .service(sync::sync),
     );
 }
 

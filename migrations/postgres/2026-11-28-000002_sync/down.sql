@@ -1,0 +1,13 @@
+DROP TABLE validation_flags;
+DROP TABLE conflicts;
+DROP TABLE attendance;
+DROP TABLE training_sessions;
+DROP TABLE members;
+DROP TABLE cooperatives;
+DROP TABLE device_sync_state;
+DROP TABLE actors;
+DROP TABLE quarantine;
+DROP TABLE pending_changes;
+DROP TABLE sync_counter;
+DROP TABLE changes;
+DROP TABLE documents;

@@ -1,0 +1,53 @@
+//! `POST /api/v1/sync`: push changes and pull what the device lacks, in one round trip.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use sync_protocol::messages::{SyncRequest, SyncResponse};
+
+use crate::{
+    auth::Principal,
+    body::{BodyLimits, read_body},
+    error::{ApiError, ErrorBody},
+    startup::AppState,
+};
+
+/// One sync round trip. The body is JSON (gzip recommended, `Content-Encoding: gzip`);
+/// see docs/sync-protocol.md. A 200 means every change not listed in `errors` is durably
+/// stored. Malformed or unauthorised changes are quarantined and reported per change;
+/// the rest of the request is still applied.
+#[utoipa::path(post, path = "/api/v1/sync", tag = "sync", request_body = SyncRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SyncResponse),
+        (status = 400, body = ErrorBody, description = "`invalid_json`, `invalid_cursor`, `unsupported_protocol_version`"),
+        (status = 401, body = ErrorBody),
+        (status = 408, body = ErrorBody, description = "`request_timeout`"),
+        (status = 413, body = ErrorBody, description = "`payload_too_large` (wire or decompressed size)"),
+        (status = 415, body = ErrorBody, description = "`unsupported_media_type`"),
+        (status = 503, body = ErrorBody, description = "`database_unavailable`")))]
+#[post("/sync")]
+pub async fn sync(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &state.settings;
+    let body = read_body(
+        &req,
+        &mut payload,
+        BodyLimits {
+            wire: settings.sync_body_limit,
+            decoded: settings.sync_decompressed_limit,
+            timeout: settings.body_read_timeout(),
+        },
+    )
+    .await?;
+    let request: SyncRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the sync request is invalid: {e}"))
+    })?;
+    let response = state
+        .db
+        .run(move |conn| crate::sync::handle(conn, &principal, request))
+        .await?;
+    Ok(HttpResponse::Ok().json(response))
+}

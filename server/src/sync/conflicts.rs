@@ -1,0 +1,163 @@
+//! Conflicts: after a merge, every field that holds more than one concurrent value is
+//! recorded for an admin, with each value's device, user and receive time, and the value
+//! Automerge picked deterministically (which the projection shows).
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use diesel::prelude::*;
+use serde_json::{Value as Json, json};
+
+use super::{ingest::Origin, store};
+use crate::{
+    db::{DbConnection, now, schema::conflicts},
+    error::ApiError,
+};
+
+fn render(doc: &Automerge, value: &Value<'_>, id: &ObjId) -> Json {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => json!(s.as_str()),
+            ScalarValue::Int(i) => json!(i),
+            ScalarValue::Uint(u) => json!(u),
+            ScalarValue::F64(f) => json!(f),
+            ScalarValue::Boolean(b) => json!(b),
+            ScalarValue::Timestamp(t) => chrono::DateTime::from_timestamp_millis(*t)
+                .map(|d| json!(d.to_rfc3339()))
+                .unwrap_or(Json::Null),
+            ScalarValue::Null => Json::Null,
+            other => json!(other.to_string()),
+        },
+        Value::Object(ObjType::Text) => json!(doc.text(id).unwrap_or_default()),
+        Value::Object(t) => json!(format!("<{t}>")),
+    }
+}
+
+struct Found {
+    field: String,
+    /// (value, change hash) per concurrent value.
+    values: Vec<(Json, Option<String>)>,
+    winner: Json,
+}
+
+fn scan(doc: &Automerge, obj: &ObjId, prefix: &str, out: &mut Vec<Found>) {
+    for key in doc.keys(obj).collect::<Vec<_>>() {
+        let field = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
+        if all.len() > 1 {
+            let values = all
+                .iter()
+                .map(|(v, id)| {
+                    (
+                        render(doc, v, id),
+                        doc.hash_for_opid(id).map(|h| h.to_string()),
+                    )
+                })
+                .collect();
+            let winner = doc
+                .get(obj, key.as_str())
+                .ok()
+                .flatten()
+                .map(|(v, id)| render(doc, &v, &id))
+                .unwrap_or(Json::Null);
+            out.push(Found {
+                field: field.clone(),
+                values,
+                winner,
+            });
+        }
+        // Descend into nested maps (attendance entries); lists hold no per-field conflicts
+        // worth an admin's time.
+        if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key.as_str()) {
+            scan(doc, &child, &field, out);
+        }
+    }
+}
+
+/// Brings the document's open conflicts in line with its current state.
+pub fn record(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc: &Automerge,
+    batch_origins: &HashMap<String, Origin>,
+) -> Result<(), ApiError> {
+    let mut found = Vec::new();
+    scan(doc, &ROOT, "", &mut found);
+    let wanted: Vec<String> = found
+        .iter()
+        .flat_map(|f| f.values.iter().filter_map(|(_, h)| h.clone()))
+        .filter(|h| !batch_origins.contains_key(h))
+        .collect();
+    let stored = store::change_origins(conn, &wanted)?;
+    let at = now();
+    let existing: BTreeMap<String, i64> = conflicts::table
+        .filter(conflicts::document_id.eq(doc_id))
+        .filter(conflicts::status.eq("open"))
+        .select((conflicts::field, conflicts::id))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+    for f in &found {
+        let candidates: Vec<Json> = f
+            .values
+            .iter()
+            .map(|(value, hash)| {
+                let origin = hash.as_ref().and_then(|h| {
+                    batch_origins
+                        .get(h)
+                        .map(|o| (o.device_id.clone(), o.user_id.clone(), o.received_at))
+                        .or_else(|| stored.get(h).cloned())
+                });
+                match origin {
+                    Some((device, user, received)) => json!({
+                        "value": value, "change_hash": hash, "device_id": device, "user_id": user,
+                        "received_at": crate::api::utc(received).to_rfc3339(),
+                    }),
+                    None => json!({"value": value, "change_hash": hash}),
+                }
+            })
+            .collect();
+        let candidates = Json::Array(candidates).to_string();
+        let winner = f.winner.to_string();
+        match existing.get(&f.field) {
+            Some(id) => {
+                diesel::update(conflicts::table.find(id))
+                    .set((
+                        conflicts::candidates.eq(&candidates),
+                        conflicts::winner.eq(&winner),
+                        conflicts::updated_at.eq(at),
+                    ))
+                    .execute(conn)?;
+            }
+            None => {
+                diesel::insert_into(conflicts::table)
+                    .values((
+                        conflicts::document_id.eq(doc_id),
+                        conflicts::field.eq(&f.field),
+                        conflicts::candidates.eq(&candidates),
+                        conflicts::winner.eq(&winner),
+                        conflicts::status.eq("open"),
+                        conflicts::detected_at.eq(at),
+                        conflicts::updated_at.eq(at),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+    }
+    // A later write over all concurrent values settles the field.
+    for (field, id) in existing {
+        if !found.iter().any(|f| f.field == field) {
+            diesel::update(conflicts::table.find(id))
+                .set((
+                    conflicts::status.eq("superseded"),
+                    conflicts::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}

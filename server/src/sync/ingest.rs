@@ -1,0 +1,651 @@
+//! Ingest of pushed changes. Untrusted bytes pass, in order: base64, the chunk checks of
+//! `sync_protocol::chunk` (type, length, checksum), parsing with panics caught, actor
+//! ownership, document type and scope, and causal checks (dependencies, sequence number,
+//! start op, referenced actors). What passes is applied to a copy of the document off the
+//! async threads with panics caught, and kept only if the result still saves and loads.
+//! Failures are quarantined with their raw bytes; the rest of the request proceeds.
+
+use std::{
+    collections::{HashMap, HashSet},
+    panic::{AssertUnwindSafe, catch_unwind},
+};
+
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use base64::Engine as _;
+use chrono::NaiveDateTime;
+use sync_protocol::{
+    ChangeError,
+    chunk::verify_change_chunk,
+    documents::{DocType, doc_type_of},
+    messages::{ChangeErrorReport, DocChanges, DocPushResult},
+};
+
+use super::{
+    conflicts, projection,
+    store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
+};
+use crate::{
+    audit::AuditEvent,
+    auth::Principal,
+    db::{DbConnection, now},
+    error::ApiError,
+};
+
+/// Who sent a change and when the server got it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub device_id: String,
+    pub user_id: String,
+    pub received_at: NaiveDateTime,
+}
+
+/// A decoded change waiting to be applied.
+#[derive(Clone)]
+struct Candidate {
+    /// Index in the request, or `None` for a change held from an earlier request.
+    index: Option<usize>,
+    hash: String,
+    bytes: Vec<u8>,
+    change: Change,
+    origin: Origin,
+}
+
+/// State shared by all documents of one request.
+#[derive(Default)]
+pub struct Batch {
+    /// Change rows waiting for sequence numbers, allocated once at the end.
+    rows: Vec<ChangeRow>,
+    seen: HashSet<String>,
+    /// Origins of changes applied in this request (not yet in the change log).
+    pub origins: HashMap<String, Origin>,
+    touched_docs: Vec<String>,
+}
+
+fn type_rank(t: &str) -> u8 {
+    match DocType::parse(t) {
+        Some(DocType::Cooperative) => 0,
+        Some(DocType::Member) => 1,
+        Some(DocType::TrainingSession) => 2,
+        None => 3,
+    }
+}
+
+/// Ingests all groups in one transaction (the caller's). Cooperatives go first so that
+/// members and sessions in the same request find them; within a type, documents are
+/// locked in id order so concurrent requests cannot deadlock.
+pub fn ingest(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    groups: &[DocChanges],
+) -> Result<Vec<DocPushResult>, ApiError> {
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by(|&a, &b| {
+        (type_rank(&groups[a].doc_type), &groups[a].doc_id)
+            .cmp(&(type_rank(&groups[b].doc_type), &groups[b].doc_id))
+    });
+    let mut results = vec![DocPushResult::default(); groups.len()];
+    let mut batch = Batch::default();
+    for i in order {
+        results[i] = ingest_document(conn, principal, &groups[i], &mut batch)?;
+    }
+    if !batch.rows.is_empty() {
+        let first = store::allocate_seqs(conn, batch.rows.len() as i64)?;
+        let mut last_by_doc: HashMap<String, i64> = HashMap::new();
+        for (i, row) in batch.rows.iter_mut().enumerate() {
+            row.seq = first + i as i64;
+            last_by_doc.insert(row.document_id.clone(), row.seq);
+        }
+        store::insert_changes(conn, &batch.rows)?;
+        for (doc_id, seq) in last_by_doc {
+            use crate::db::schema::documents;
+            use diesel::prelude::*;
+            diesel::update(documents::table.find(&doc_id))
+                .set(documents::last_seq.eq(seq))
+                .execute(conn)?;
+        }
+    }
+    Ok(results)
+}
+
+struct DocOutcome {
+    result: DocPushResult,
+    quarantine: Vec<NewQuarantine>,
+}
+
+impl DocOutcome {
+    fn reject(
+        &mut self,
+        principal: &Principal,
+        doc: &DocChanges,
+        index: Option<usize>,
+        hash: Option<String>,
+        bytes: Option<Vec<u8>>,
+        error: &ChangeError,
+    ) {
+        if let Some(index) = index {
+            self.result.errors.push(ChangeErrorReport {
+                index,
+                hash: hash.clone(),
+                code: error.code().to_string(),
+                message: error.to_string(),
+            });
+        }
+        self.quarantine.push(NewQuarantine {
+            received_at: now(),
+            device_id: principal.device_id.clone(),
+            user_id: principal.user_id.clone(),
+            document_id: Some(doc.doc_id.clone()),
+            doc_type: Some(doc.doc_type.clone()),
+            hash,
+            code: error.code().to_string(),
+            reason: error.to_string(),
+            bytes,
+        });
+    }
+}
+
+fn parse_change(bytes: &[u8]) -> Result<Change, ChangeError> {
+    match catch_unwind(|| Change::try_from(bytes)) {
+        Ok(Ok(change)) => Ok(change),
+        Ok(Err(e)) => Err(ChangeError::Malformed(e.to_string())),
+        Err(_) => Err(ChangeError::Malformed(
+            "the change could not be parsed".into(),
+        )),
+    }
+}
+
+fn ingest_document(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    group: &DocChanges,
+    batch: &mut Batch,
+) -> Result<DocPushResult, ApiError> {
+    let mut out = DocOutcome {
+        result: DocPushResult {
+            doc_id: group.doc_id.clone(),
+            ..DocPushResult::default()
+        },
+        quarantine: Vec::new(),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let received_at = now();
+    let origin = Origin {
+        device_id: principal.device_id.clone(),
+        user_id: principal.user_id.clone(),
+        received_at,
+    };
+
+    // Decode and verify every change; duplicates are counted, not errors.
+    let mut incoming: Vec<Candidate> = Vec::new();
+    for (index, encoded) in group.changes.iter().enumerate() {
+        let bytes = match b64.decode(encoded) {
+            Ok(b) => b,
+            Err(_) => {
+                let raw = encoded.as_bytes()[..encoded.len().min(4096)].to_vec();
+                out.reject(
+                    principal,
+                    group,
+                    Some(index),
+                    None,
+                    Some(raw),
+                    &ChangeError::InvalidEncoding,
+                );
+                continue;
+            }
+        };
+        let hash = match verify_change_chunk(&bytes) {
+            Ok(h) => hex::encode(h),
+            Err(e) => {
+                out.reject(principal, group, Some(index), None, Some(bytes), &e);
+                continue;
+            }
+        };
+        if batch.seen.contains(&hash) || incoming.iter().any(|c| c.hash == hash) {
+            out.result.duplicates += 1;
+            continue;
+        }
+        match parse_change(&bytes) {
+            Ok(change) => incoming.push(Candidate {
+                index: Some(index),
+                hash,
+                bytes,
+                change,
+                origin: origin.clone(),
+            }),
+            Err(e) => out.reject(principal, group, Some(index), Some(hash), Some(bytes), &e),
+        }
+    }
+
+    // A group-level problem quarantines every change of the group.
+    let group_error = match (
+        uuid::Uuid::parse_str(&group.doc_id),
+        DocType::parse(&group.doc_type),
+    ) {
+        (Err(_), _) => Some(ChangeError::Malformed("doc_id is not a UUID".into())),
+        (_, None) => Some(ChangeError::UnknownDocumentType),
+        _ => None,
+    };
+    if let Some(e) = group_error {
+        for c in incoming {
+            out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+        }
+        return finish(conn, principal, group, out);
+    }
+    let doc_type =
+        DocType::parse(&group.doc_type).ok_or_else(|| ApiError::internal("checked above"))?;
+    let doc_id = group.doc_id.to_ascii_lowercase();
+
+    let hashes: Vec<String> = incoming.iter().map(|c| c.hash.clone()).collect();
+    let mut known = store::known_hashes(conn, &hashes)?;
+    known.extend(store::pending_hashes(conn, &hashes)?);
+    incoming.retain(|c| {
+        let dup = known.contains(&c.hash);
+        if dup {
+            out.result.duplicates += 1;
+        }
+        !dup
+    });
+
+    // Actor ids are bound to the device that first used them.
+    let actor_ids: Vec<String> = incoming
+        .iter()
+        .map(|c| c.change.actor_id().to_hex_string())
+        .collect();
+    let owners = store::actor_owners(conn, &actor_ids)?;
+    let mut accepted = Vec::new();
+    for c in incoming {
+        match owners.get(&c.change.actor_id().to_hex_string()) {
+            Some(owner) if *owner != principal.device_id => out.reject(
+                principal,
+                group,
+                c.index,
+                Some(c.hash),
+                Some(c.bytes),
+                &ChangeError::ForeignActor,
+            ),
+            _ => accepted.push(c),
+        }
+    }
+    let mut incoming = accepted;
+
+    let row = store::lock_document(conn, &doc_id)?;
+    if let Some(row) = &row {
+        let error = if row.doc_type != doc_type.as_str() {
+            Some(ChangeError::WrongDocumentType {
+                expected: row.doc_type.clone(),
+                actual: doc_type.as_str().to_string(),
+            })
+        } else if !principal
+            .actor()
+            .sees(row.province_code.as_deref(), row.cooperative_id.as_deref())
+        {
+            Some(ChangeError::OutOfScope)
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            for c in incoming {
+                out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+            }
+            return finish(conn, principal, group, out);
+        }
+    }
+    let base = match &row {
+        Some(r) => load_snapshot(&r.snapshot)?,
+        None => Automerge::new(),
+    };
+
+    // Changes held from earlier requests join this round.
+    let held = store::pending_for_document(conn, &doc_id)?;
+    let mut held_hashes = HashSet::new();
+    for p in &held {
+        if let Ok(change) = parse_change(&p.bytes) {
+            held_hashes.insert(p.hash.clone());
+            incoming.push(Candidate {
+                index: None,
+                hash: p.hash.clone(),
+                bytes: p.bytes.clone(),
+                change,
+                origin: Origin {
+                    device_id: p.device_id.clone(),
+                    user_id: p.user_id.clone(),
+                    received_at: p.received_at,
+                },
+            });
+        }
+    }
+
+    let plan = plan(&base, incoming);
+    for (c, e) in plan.rejected {
+        out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+    }
+    let (doc, applied, failed) = apply_verified(&base, plan.ready);
+    for (c, e) in failed {
+        out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+    }
+
+    // The result must still be a document of the declared type, within the caller's scope.
+    let mut applied = applied;
+    let mut doc = doc;
+    if !applied.is_empty() {
+        let error = match doc_type_of(&doc) {
+            Some(t) if t == doc_type => {
+                let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
+                (!principal
+                    .actor()
+                    .sees(province.as_deref(), cooperative.as_deref()))
+                .then_some(ChangeError::OutOfScope)
+            }
+            Some(t) => Some(ChangeError::WrongDocumentType {
+                expected: doc_type.as_str().to_string(),
+                actual: t.as_str().to_string(),
+            }),
+            None => Some(ChangeError::UnknownDocumentType),
+        };
+        if let Some(e) = error {
+            for c in applied.drain(..) {
+                out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+            }
+            doc = base.clone();
+        }
+    }
+
+    // Held changes that were applied or rejected leave the pending table.
+    let leaving: Vec<String> = applied
+        .iter()
+        .filter(|c| c.index.is_none())
+        .map(|c| c.hash.clone())
+        .chain(
+            out.quarantine
+                .iter()
+                .filter_map(|q| q.hash.clone())
+                .filter(|h| held_hashes.contains(h)),
+        )
+        .collect();
+    store::delete_pending(conn, &leaving)?;
+
+    let mut new_pending = Vec::new();
+    for (c, missing) in &plan.pending {
+        if c.index.is_some() {
+            out.result.pending.push(c.hash.clone());
+            new_pending.push(PendingRow {
+                hash: c.hash.clone(),
+                document_id: doc_id.clone(),
+                doc_type: doc_type.as_str().to_string(),
+                device_id: c.origin.device_id.clone(),
+                user_id: c.origin.user_id.clone(),
+                received_at: c.origin.received_at,
+                missing_deps: missing
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                bytes: c.bytes.clone(),
+            });
+            bind_actor_once(
+                conn,
+                &c.change.actor_id().to_hex_string(),
+                &owners,
+                principal,
+            )?;
+        }
+    }
+    store::insert_pending(conn, &new_pending)?;
+
+    if !applied.is_empty() {
+        for c in &applied {
+            if c.index.is_some() {
+                bind_actor_once(
+                    conn,
+                    &c.change.actor_id().to_hex_string(),
+                    &owners,
+                    principal,
+                )?;
+            }
+            batch.seen.insert(c.hash.clone());
+            batch.origins.insert(c.hash.clone(), c.origin.clone());
+            batch.rows.push(ChangeRow {
+                seq: 0,
+                hash: c.hash.clone(),
+                document_id: doc_id.clone(),
+                actor: c.change.actor_id().to_hex_string(),
+                actor_seq: c.change.seq() as i64,
+                device_id: c.origin.device_id.clone(),
+                user_id: c.origin.user_id.clone(),
+                received_at: c.origin.received_at,
+                device_time: c.change.timestamp(),
+                bytes: c.bytes.clone(),
+            });
+        }
+        out.result.applied = applied.len() as u32;
+        let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
+        let at = now();
+        let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        let doc_row = DocumentRow {
+            id: doc_id.clone(),
+            doc_type: doc_type.as_str().to_string(),
+            province_code: province,
+            cooperative_id: cooperative,
+            snapshot: doc.save(),
+            heads: heads.join(","),
+            change_count: row.as_ref().map(|r| r.change_count).unwrap_or(0) + applied.len() as i64,
+            last_seq: row.as_ref().map(|r| r.last_seq).unwrap_or(0),
+            created_at: row.as_ref().map(|r| r.created_at).unwrap_or(at),
+            updated_at: at,
+        };
+        store::save_document(conn, &doc_row, row.is_some())?;
+        projection::project(conn, &doc_id, doc_type, &doc)?;
+        conflicts::record(conn, &doc_id, &doc, &batch.origins)?;
+        batch.touched_docs.push(doc_id.clone());
+    }
+    finish(conn, principal, group, out)
+}
+
+fn bind_actor_once(
+    conn: &mut DbConnection,
+    actor: &str,
+    owners: &HashMap<String, String>,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    if owners.contains_key(actor) {
+        return Ok(());
+    }
+    if store::actor_owners(conn, &[actor.to_string()])?.is_empty() {
+        store::bind_actor(conn, actor, &principal.device_id, &principal.user_id)?;
+    }
+    Ok(())
+}
+
+/// Stores quarantined changes (one audit row each) and returns the document's result.
+fn finish(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    group: &DocChanges,
+    out: DocOutcome,
+) -> Result<DocPushResult, ApiError> {
+    store::insert_quarantine(conn, &out.quarantine)?;
+    for q in &out.quarantine {
+        AuditEvent {
+            actor_user_id: Some(&principal.user_id),
+            device_id: Some(&principal.device_id),
+            action: "sync.quarantine",
+            target_type: Some("document"),
+            target_id: Some(&group.doc_id),
+            outcome: "failure",
+            request_id: principal.request_id.as_deref(),
+            details: Some(serde_json::json!({"code": q.code, "hash": q.hash})),
+        }
+        .record(conn)?;
+    }
+    Ok(out.result)
+}
+
+/// Loads a stored snapshot; a stored document that fails to load is a server bug, never
+/// something a client can cause (results are verified before they are stored).
+pub fn load_snapshot(bytes: &[u8]) -> Result<Automerge, ApiError> {
+    match catch_unwind(|| Automerge::load(bytes)) {
+        Ok(Ok(doc)) => Ok(doc),
+        Ok(Err(e)) => Err(ApiError::internal(format!(
+            "stored document does not load: {e}"
+        ))),
+        Err(_) => Err(ApiError::internal("stored document load panicked")),
+    }
+}
+
+struct Plan {
+    ready: Vec<Candidate>,
+    pending: Vec<(Candidate, Vec<ChangeHash>)>,
+    rejected: Vec<(Candidate, ChangeError)>,
+}
+
+/// Orders candidates causally and checks each against the document before automerge sees
+/// it: crafted sequence numbers, start ops and actor references make automerge 0.12 panic
+/// or corrupt the document.
+fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
+    let mut actor_seq: HashMap<ActorId, u64> = HashMap::new();
+    let mut max_op: HashMap<ChangeHash, u64> = HashMap::new();
+    for meta in base.get_changes_meta(&[]) {
+        let seq = actor_seq
+            .entry(meta.actor.clone().into_owned())
+            .or_insert(0);
+        *seq = (*seq).max(meta.seq);
+        max_op.insert(meta.hash, meta.max_op);
+    }
+    let mut ready = Vec::new();
+    let mut rejected = Vec::new();
+    let mut remaining = candidates;
+    loop {
+        let mut progressed = false;
+        let mut next = Vec::new();
+        for c in remaining {
+            if !c.change.deps().iter().all(|d| max_op.contains_key(d)) {
+                next.push(c);
+                continue;
+            }
+            progressed = true;
+            match check(&c.change, &actor_seq, &max_op) {
+                Ok(()) => {
+                    actor_seq.insert(c.change.actor_id().clone(), c.change.seq());
+                    max_op.insert(c.change.hash(), c.change.max_op());
+                    ready.push(c);
+                }
+                Err(e) => rejected.push((c, e)),
+            }
+        }
+        remaining = next;
+        if !progressed || remaining.is_empty() {
+            break;
+        }
+    }
+    let pending = remaining
+        .into_iter()
+        .map(|c| {
+            let missing = c
+                .change
+                .deps()
+                .iter()
+                .filter(|d| !max_op.contains_key(d))
+                .copied()
+                .collect();
+            (c, missing)
+        })
+        .collect();
+    Plan {
+        ready,
+        pending,
+        rejected,
+    }
+}
+
+fn check(
+    change: &Change,
+    actor_seq: &HashMap<ActorId, u64>,
+    max_op: &HashMap<ChangeHash, u64>,
+) -> Result<(), ChangeError> {
+    let expected = actor_seq.get(change.actor_id()).copied().unwrap_or(0) + 1;
+    if change.seq() < expected {
+        return Err(ChangeError::ActorReused);
+    }
+    if change.seq() > expected {
+        return Err(ChangeError::Rejected(format!(
+            "sequence number {} skips {expected}",
+            change.seq()
+        )));
+    }
+    let deps_max = change
+        .deps()
+        .iter()
+        .filter_map(|d| max_op.get(d))
+        .max()
+        .copied()
+        .unwrap_or(0);
+    if change.start_op().get() <= deps_max {
+        return Err(ChangeError::Rejected(format!(
+            "start op {} is not above its dependencies' {deps_max}",
+            change.start_op()
+        )));
+    }
+    if let Some(unknown) = change
+        .other_actor_ids()
+        .iter()
+        .find(|a| !actor_seq.contains_key(*a))
+    {
+        return Err(ChangeError::Rejected(format!(
+            "references unknown actor {unknown}"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies on a copy, in one call when all goes well; otherwise change by change to find
+/// the culprits. A result is kept only if it saves, loads back with the same heads, and
+/// misses no dependency.
+fn apply_verified(
+    base: &Automerge,
+    ready: Vec<Candidate>,
+) -> (Automerge, Vec<Candidate>, Vec<(Candidate, ChangeError)>) {
+    if ready.is_empty() {
+        return (base.clone(), Vec::new(), Vec::new());
+    }
+    let changes: Vec<Change> = ready.iter().map(|c| c.change.clone()).collect();
+    if let Ok(doc) = try_apply(base, changes) {
+        return (doc, ready, Vec::new());
+    }
+    let mut doc = base.clone();
+    let mut applied = Vec::new();
+    let mut failed = Vec::new();
+    for c in ready {
+        match try_apply(&doc, vec![c.change.clone()]) {
+            Ok(next) => {
+                doc = next;
+                applied.push(c);
+            }
+            Err(reason) => failed.push((c, ChangeError::Rejected(reason))),
+        }
+    }
+    (doc, applied, failed)
+}
+
+fn try_apply(base: &Automerge, changes: Vec<Change>) -> Result<Automerge, String> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut doc = base.clone();
+        doc.apply_changes(changes).map_err(|e| e.to_string())?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err("a dependency was rejected".to_string());
+        }
+        let saved = doc.save();
+        let loaded = Automerge::load(&saved).map_err(|e| format!("result does not load: {e}"))?;
+        let (mut a, mut b) = (doc.get_heads(), loaded.get_heads());
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err("result loads with different heads".to_string());
+        }
+        Ok(doc)
+    }));
+    match outcome {
+        Ok(result) => result,
+        Err(_) => Err("automerge panicked on this change".to_string()),
+    }
+}

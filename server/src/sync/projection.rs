@@ -1,0 +1,383 @@
+//! The relational projection: each document's merged state as rows of `cooperatives`,
+//! `members`, `training_sessions` and `attendance`, plus its validation flags. A document
+//! is re-projected whole when it changes (a record is small); flags that depend on other
+//! records are refreshed when those records change, so the incremental result equals a
+//! rebuild from the change log in any arrival order.
+
+use std::collections::BTreeSet;
+
+use automerge::Automerge;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use sync_protocol::documents::{Cooperative, DocType, Finding, Member, TrainingSession};
+
+use crate::{
+    db::{
+        DbConnection, now,
+        schema::{
+            attendance, cooperatives, documents, members, training_sessions, validation_flags,
+        },
+    },
+    error::ApiError,
+};
+
+/// Flags computed from other records; refreshed when those records change.
+const CROSS_CODES: [&str; 3] = [
+    "unknown_cooperative",
+    "cooperative_outside_province",
+    "unknown_participant",
+];
+
+fn current_year() -> i64 {
+    use chrono::Datelike;
+    i64::from(chrono::Utc::now().year())
+}
+
+/// The province and cooperative that decide who may see a document.
+pub fn scope_of(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc_type: DocType,
+    doc: &Automerge,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    Ok(match doc_type {
+        DocType::Cooperative => (
+            Cooperative::read(doc).0.province_code,
+            Some(doc_id.to_string()),
+        ),
+        DocType::Member => {
+            let m = Member::read(doc).0;
+            let coop_province = match &m.cooperative_id {
+                Some(c) => cooperatives::table
+                    .find(c.to_ascii_lowercase())
+                    .select(cooperatives::province_code)
+                    .first::<Option<String>>(conn)
+                    .optional()?
+                    .flatten(),
+                None => None,
+            };
+            (
+                coop_province.or(m.province_code),
+                m.cooperative_id.map(|c| c.to_ascii_lowercase()),
+            )
+        }
+        DocType::TrainingSession => {
+            let s = TrainingSession::read(doc).0;
+            (
+                s.province_code,
+                s.cooperative_id.map(|c| c.to_ascii_lowercase()),
+            )
+        }
+    })
+}
+
+fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| d.naive_utc())
+}
+
+/// Writes the document's rows and its flags.
+pub fn project(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc_type: DocType,
+    doc: &Automerge,
+) -> Result<(), ApiError> {
+    let at = now();
+    let findings = match doc_type {
+        DocType::Cooperative => {
+            let (c, mut findings) = Cooperative::read(doc);
+            findings.extend(c.validate());
+            diesel::delete(cooperatives::table.find(doc_id)).execute(conn)?;
+            diesel::insert_into(cooperatives::table)
+                .values((
+                    cooperatives::id.eq(doc_id),
+                    cooperatives::name_khmer.eq(&c.name_khmer),
+                    cooperatives::name_latin.eq(&c.name_latin),
+                    cooperatives::registration_number.eq(&c.registration_number),
+                    cooperatives::province_code.eq(&c.province_code),
+                    cooperatives::district.eq(&c.district),
+                    cooperatives::commune.eq(&c.commune),
+                    cooperatives::village.eq(&c.village),
+                    cooperatives::status.eq(&c.status),
+                    cooperatives::established_date.eq(&c.established_date),
+                    cooperatives::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            findings
+        }
+        DocType::Member => {
+            let (m, mut findings) = Member::read(doc);
+            findings.extend(m.validate(current_year()));
+            diesel::delete(members::table.find(doc_id)).execute(conn)?;
+            diesel::insert_into(members::table)
+                .values((
+                    members::id.eq(doc_id),
+                    members::cooperative_id
+                        .eq(m.cooperative_id.as_deref().map(str::to_ascii_lowercase)),
+                    members::full_name_khmer.eq(&m.full_name_khmer),
+                    members::name_latin.eq(&m.name_latin),
+                    members::sex.eq(&m.sex),
+                    members::year_of_birth.eq(m.year_of_birth),
+                    members::phone.eq(&m.phone),
+                    members::province_code.eq(&m.province_code),
+                    members::village.eq(&m.village),
+                    members::role.eq(&m.role),
+                    members::joined_date.eq(&m.joined_date),
+                    members::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            findings
+        }
+        DocType::TrainingSession => {
+            let (s, mut findings) = TrainingSession::read(doc);
+            findings.extend(s.validate());
+            diesel::delete(attendance::table.filter(attendance::session_id.eq(doc_id)))
+                .execute(conn)?;
+            diesel::delete(training_sessions::table.find(doc_id)).execute(conn)?;
+            diesel::insert_into(training_sessions::table)
+                .values((
+                    training_sessions::id.eq(doc_id),
+                    training_sessions::programme.eq(&s.programme),
+                    training_sessions::module.eq(&s.module),
+                    training_sessions::cooperative_id
+                        .eq(s.cooperative_id.as_deref().map(str::to_ascii_lowercase)),
+                    training_sessions::group_name.eq(&s.group_name),
+                    training_sessions::province_code.eq(&s.province_code),
+                    training_sessions::location.eq(&s.location),
+                    training_sessions::facilitators
+                        .eq(serde_json::to_string(&s.facilitators).unwrap_or_else(|_| "[]".into())),
+                    training_sessions::scheduled_date.eq(&s.scheduled_date),
+                    training_sessions::start_time.eq(&s.start_time),
+                    training_sessions::end_time.eq(&s.end_time),
+                    training_sessions::planned_hours.eq(s.planned_hours),
+                    training_sessions::status.eq(&s.status),
+                    training_sessions::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            for (pid, e) in &s.attendance {
+                diesel::insert_into(attendance::table)
+                    .values((
+                        attendance::session_id.eq(doc_id),
+                        attendance::participant_id.eq(pid),
+                        attendance::member_id
+                            .eq(e.member_id.as_deref().map(str::to_ascii_lowercase)),
+                        attendance::name.eq(&e.name),
+                        attendance::sex.eq(&e.sex),
+                        attendance::age.eq(e.age),
+                        attendance::phone.eq(&e.phone),
+                        attendance::status.eq(&e.status),
+                        attendance::hours.eq(e.hours),
+                        attendance::recorded_by.eq(&e.recorded_by),
+                        attendance::recorded_at.eq(ts(e.recorded_at_ms)),
+                    ))
+                    .execute(conn)?;
+            }
+            findings
+        }
+    };
+    diesel::delete(validation_flags::table.filter(validation_flags::document_id.eq(doc_id)))
+        .execute(conn)?;
+    insert_flags(conn, doc_id, &findings)?;
+    refresh_cross_flags(conn, doc_id, doc_type)?;
+    refresh_dependents(conn, doc_id, doc_type)?;
+    Ok(())
+}
+
+fn insert_flags(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    findings: &[Finding],
+) -> Result<(), ApiError> {
+    let at = now();
+    let unique: BTreeSet<(&str, &str, &str)> = findings
+        .iter()
+        .map(|f| (f.code.as_str(), f.field.as_str(), f.message.as_str()))
+        .collect();
+    for (code, field, message) in unique {
+        diesel::insert_into(validation_flags::table)
+            .values((
+                validation_flags::document_id.eq(doc_id),
+                validation_flags::code.eq(code),
+                validation_flags::field.eq(field),
+                validation_flags::message.eq(message),
+                validation_flags::detected_at.eq(at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Recomputes the flags of `doc_id` that depend on other records.
+pub fn refresh_cross_flags(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc_type: DocType,
+) -> Result<(), ApiError> {
+    diesel::delete(
+        validation_flags::table
+            .filter(validation_flags::document_id.eq(doc_id))
+            .filter(validation_flags::code.eq_any(CROSS_CODES)),
+    )
+    .execute(conn)?;
+    let mut findings = Vec::new();
+    let coop_province =
+        |conn: &mut DbConnection, id: &str| -> QueryResult<Option<Option<String>>> {
+            cooperatives::table
+                .find(id)
+                .select(cooperatives::province_code)
+                .first::<Option<String>>(conn)
+                .optional()
+        };
+    match doc_type {
+        DocType::Cooperative => {}
+        DocType::Member => {
+            let row: Option<(Option<String>, Option<String>)> = members::table
+                .find(doc_id)
+                .select((members::cooperative_id, members::province_code))
+                .first(conn)
+                .optional()?;
+            if let Some((Some(coop), province)) = row {
+                match coop_province(conn, &coop)? {
+                    None => findings.push(Finding::new(
+                        "unknown_cooperative",
+                        "cooperative_id",
+                        "the cooperative is not known to the server",
+                    )),
+                    Some(Some(cp)) if province.as_ref().is_some_and(|p| *p != cp) => {
+                        findings.push(Finding::new(
+                            "cooperative_outside_province",
+                            "province_code",
+                            format!(
+                                "the member lives in province {}, the cooperative is in {cp}",
+                                province.unwrap_or_default()
+                            ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        DocType::TrainingSession => {
+            let coop: Option<Option<String>> = training_sessions::table
+                .find(doc_id)
+                .select(training_sessions::cooperative_id)
+                .first(conn)
+                .optional()?;
+            if let Some(Some(coop)) = coop
+                && coop_province(conn, &coop)?.is_none()
+            {
+                findings.push(Finding::new(
+                    "unknown_cooperative",
+                    "cooperative_id",
+                    "the cooperative is not known to the server",
+                ));
+            }
+            let participants: Vec<(String, String)> = attendance::table
+                .filter(attendance::session_id.eq(doc_id))
+                .filter(attendance::member_id.is_not_null())
+                .select((
+                    attendance::participant_id,
+                    attendance::member_id.assume_not_null(),
+                ))
+                .load(conn)?;
+            let ids: Vec<String> = participants.iter().map(|(_, m)| m.clone()).collect();
+            let known: BTreeSet<String> = members::table
+                .filter(members::id.eq_any(&ids))
+                .select(members::id)
+                .load::<String>(conn)?
+                .into_iter()
+                .collect();
+            for (pid, member) in participants {
+                if !known.contains(&member) {
+                    findings.push(Finding::new(
+                        "unknown_participant",
+                        format!("attendance.{pid}.member_id"),
+                        "attendance recorded for a member the server does not know",
+                    ));
+                }
+            }
+        }
+    }
+    insert_flags(conn, doc_id, &findings)
+}
+
+/// Refreshes the cross-record flags of records that point at `doc_id`.
+fn refresh_dependents(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc_type: DocType,
+) -> Result<(), ApiError> {
+    match doc_type {
+        DocType::Cooperative => {
+            let member_ids: Vec<String> = members::table
+                .filter(members::cooperative_id.eq(doc_id))
+                .select(members::id)
+                .load(conn)?;
+            for id in member_ids {
+                refresh_cross_flags(conn, &id, DocType::Member)?;
+            }
+            let session_ids: Vec<String> = training_sessions::table
+                .filter(training_sessions::cooperative_id.eq(doc_id))
+                .select(training_sessions::id)
+                .load(conn)?;
+            for id in session_ids {
+                refresh_cross_flags(conn, &id, DocType::TrainingSession)?;
+            }
+        }
+        DocType::Member => {
+            let sessions: Vec<String> = attendance::table
+                .filter(attendance::member_id.eq(doc_id))
+                .select(attendance::session_id)
+                .distinct()
+                .load(conn)?;
+            for id in sessions {
+                refresh_cross_flags(conn, &id, DocType::TrainingSession)?;
+            }
+        }
+        DocType::TrainingSession => {}
+    }
+    Ok(())
+}
+
+/// Rebuilds every projection table (and the conflict list) from the change log alone.
+/// `progress` is called with (done, total).
+pub fn rebuild(
+    conn: &mut DbConnection,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<usize, ApiError> {
+    use crate::db::schema::conflicts;
+    let docs: Vec<(String, String)> = documents::table
+        .select((documents::id, documents::doc_type))
+        .load(conn)?;
+    let mut ordered: Vec<(DocType, String)> = docs
+        .into_iter()
+        .filter_map(|(id, t)| DocType::parse(&t).map(|t| (t, id)))
+        .collect();
+    // Cooperatives first, so cross-record flags see their targets.
+    ordered.sort();
+    let total = ordered.len();
+    crate::db::write_transaction(conn, |conn| {
+        diesel::delete(validation_flags::table).execute(conn)?;
+        diesel::delete(attendance::table).execute(conn)?;
+        diesel::delete(training_sessions::table).execute(conn)?;
+        diesel::delete(members::table).execute(conn)?;
+        diesel::delete(cooperatives::table).execute(conn)?;
+        diesel::delete(conflicts::table.filter(conflicts::status.ne("resolved"))).execute(conn)?;
+        for (i, (doc_type, id)) in ordered.iter().enumerate() {
+            let rows = super::store::document_changes(conn, id)?;
+            let mut doc = Automerge::new();
+            let changes = rows
+                .iter()
+                .map(|r| automerge::Change::try_from(&r.bytes[..]))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::internal(format!("change log entry does not parse: {e}")))?;
+            doc.apply_changes(changes).map_err(ApiError::internal)?;
+            project(conn, id, *doc_type, &doc)?;
+            super::conflicts::record(conn, id, &doc, &Default::default())?;
+            progress(i + 1, total);
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(total)
+}

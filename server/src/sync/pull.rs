@@ -1,0 +1,314 @@
+//! Pull: the changes in the device's scope that it lacks, by an opaque cursor (the last
+//! server sequence number it has seen), paged by a byte budget, without echoing the
+//! device's own changes. When the device's scope grows, the newly visible documents'
+//! whole history is sent (a per-device backfill list); when it shrinks, the device is told
+//! which documents left.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use sync_protocol::messages::{DEFAULT_BATCH_BYTES, DocChanges, PullResult};
+
+use super::{MAX_PULL_BYTES, store};
+use crate::{
+    auth::Principal,
+    db::{
+        DbConnection, now,
+        schema::{changes, device_sync_state, documents},
+        write_transaction,
+    },
+    domain::access::Role,
+    error::ApiError,
+};
+
+const CURSOR_PREFIX: &str = "c1_";
+const PAGE_ROWS: i64 = 1000;
+
+pub fn encode_cursor(seq: i64) -> String {
+    format!(
+        "{CURSOR_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seq.to_string())
+    )
+}
+
+pub fn decode_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
+    let Some(cursor) = cursor else { return Ok(0) };
+    let bad =
+        || ApiError::bad_request("invalid_cursor", "the cursor was not issued by this server");
+    let raw = cursor.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    let seq: i64 = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    if seq < 0 {
+        return Err(bad());
+    }
+    Ok(seq)
+}
+
+/// What a device is allowed to see, as stored between pulls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub all: bool,
+    pub provinces: BTreeSet<String>,
+    pub cooperatives: BTreeSet<String>,
+}
+
+impl Scope {
+    pub fn of(principal: &Principal) -> Self {
+        match principal.role {
+            Role::NationalAdmin => Scope {
+                all: true,
+                provinces: BTreeSet::new(),
+                cooperatives: BTreeSet::new(),
+            },
+            Role::ProvincialAdmin => Scope {
+                all: false,
+                provinces: principal.assignments.provinces.clone(),
+                cooperatives: BTreeSet::new(),
+            },
+            Role::Enumerator => Scope {
+                all: false,
+                provinces: principal.assignments.provinces.clone(),
+                cooperatives: principal.assignments.cooperatives.clone(),
+            },
+        }
+    }
+}
+
+/// Adds the scope condition on `documents` to a boxed query.
+macro_rules! scoped {
+    ($query:expr, $scope:expr) => {{
+        let scope: &Scope = $scope;
+        let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
+        let coops: Vec<String> = scope.cooperatives.iter().cloned().collect();
+        if scope.all {
+            $query
+        } else {
+            $query.filter(
+                documents::province_code
+                    .eq_any(provinces)
+                    .or(documents::cooperative_id.eq_any(coops)),
+            )
+        }
+    }};
+}
+
+fn docs_in(conn: &mut DbConnection, scope: &Scope) -> QueryResult<BTreeSet<String>> {
+    let query = scoped!(documents::table.select(documents::id).into_boxed(), scope);
+    Ok(query.load::<String>(conn)?.into_iter().collect())
+}
+
+fn in_scope(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    ids: &[String],
+) -> QueryResult<BTreeSet<String>> {
+    let query = scoped!(
+        documents::table
+            .select(documents::id)
+            .filter(documents::id.eq_any(ids.to_vec()))
+            .into_boxed(),
+        scope
+    );
+    Ok(query.load::<String>(conn)?.into_iter().collect())
+}
+
+/// Compares the scope last served to the device with its scope now; records the
+/// documents to backfill and returns the documents that left.
+fn reconcile_scope(
+    conn: &mut DbConnection,
+    device_id: &str,
+    scope: &Scope,
+    cursor: i64,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    write_transaction(conn, |conn| {
+        let row: Option<(String, String)> = device_sync_state::table
+            .find(device_id)
+            .select((device_sync_state::scope, device_sync_state::backfill))
+            .first(conn)
+            .optional()?;
+        let (old, mut backfill): (Option<Scope>, Vec<String>) = match &row {
+            Some((s, b)) => (
+                serde_json::from_str(s).ok(),
+                serde_json::from_str(b).unwrap_or_default(),
+            ),
+            None => (None, Vec::new()),
+        };
+        let mut removed = Vec::new();
+        let changed = old.as_ref() != Some(scope);
+        if changed {
+            // A device starting from cursor 0 gets everything by the normal path.
+            if let (Some(old), true) = (&old, cursor > 0) {
+                let before = docs_in(conn, old)?;
+                let after = docs_in(conn, scope)?;
+                removed = before.difference(&after).cloned().collect();
+                let mut set: BTreeSet<String> = backfill.into_iter().collect();
+                set.extend(after.difference(&before).cloned());
+                set.retain(|d| !removed.contains(d));
+                backfill = set.into_iter().collect();
+            }
+            let scope_json = serde_json::to_string(scope).map_err(ApiError::internal)?;
+            let backfill_json = serde_json::to_string(&backfill).map_err(ApiError::internal)?;
+            if row.is_some() {
+                diesel::update(device_sync_state::table.find(device_id))
+                    .set((
+                        device_sync_state::scope.eq(&scope_json),
+                        device_sync_state::backfill.eq(&backfill_json),
+                        device_sync_state::updated_at.eq(now()),
+                    ))
+                    .execute(conn)?;
+            } else {
+                diesel::insert_into(device_sync_state::table)
+                    .values((
+                        device_sync_state::device_id.eq(device_id),
+                        device_sync_state::scope.eq(&scope_json),
+                        device_sync_state::backfill.eq(&backfill_json),
+                        device_sync_state::updated_at.eq(now()),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+        Ok((removed, backfill))
+    })
+}
+
+fn save_backfill(
+    conn: &mut DbConnection,
+    device_id: &str,
+    backfill: &[String],
+) -> Result<(), ApiError> {
+    let json = serde_json::to_string(backfill).map_err(ApiError::internal)?;
+    write_transaction(conn, |conn| {
+        diesel::update(device_sync_state::table.find(device_id))
+            .set((
+                device_sync_state::backfill.eq(json),
+                device_sync_state::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+struct Page {
+    docs: Vec<DocChanges>,
+    bytes: usize,
+}
+
+impl Page {
+    fn add(&mut self, doc_id: &str, doc_type: &str, bytes: &[u8]) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.bytes += bytes.len();
+        match self.docs.last_mut() {
+            Some(last) if last.doc_id == doc_id => last.changes.push(encoded),
+            _ => match self.docs.iter_mut().find(|d| d.doc_id == doc_id) {
+                Some(d) => d.changes.push(encoded),
+                None => self.docs.push(DocChanges {
+                    doc_id: doc_id.to_string(),
+                    doc_type: doc_type.to_string(),
+                    changes: vec![encoded],
+                }),
+            },
+        }
+    }
+}
+
+pub fn pull(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    cursor: Option<&str>,
+    max_bytes: Option<usize>,
+    need_full_history: &[String],
+) -> Result<PullResult, ApiError> {
+    let since = decode_cursor(cursor)?;
+    let scope = Scope::of(principal);
+    let budget = max_bytes
+        .unwrap_or(DEFAULT_BATCH_BYTES)
+        .clamp(1024, MAX_PULL_BYTES);
+    let (removed, mut backfill) = reconcile_scope(conn, &principal.device_id, &scope, since)?;
+    let backfill_before = backfill.clone();
+    let mut page = Page {
+        docs: Vec::new(),
+        bytes: 0,
+    };
+
+    // Whole histories first: documents the device asked for, then the backfill.
+    let mut wanted: Vec<String> = need_full_history
+        .iter()
+        .filter_map(|d| uuid::Uuid::parse_str(d).ok().map(|u| u.to_string()))
+        .collect();
+    wanted.truncate(1000);
+    let allowed = in_scope(conn, &scope, &wanted)?;
+    wanted.retain(|d| allowed.contains(d));
+    wanted.extend(backfill.iter().cloned());
+    let mut served = BTreeSet::new();
+    for doc_id in wanted {
+        if page.bytes >= budget && !page.docs.is_empty() {
+            break;
+        }
+        if !served.insert(doc_id.clone()) {
+            continue;
+        }
+        let Some(doc) = store::find_document(conn, &doc_id)? else {
+            continue;
+        };
+        for row in store::document_changes(conn, &doc_id)? {
+            page.add(&doc_id, &doc.doc_type, &row.bytes);
+        }
+    }
+    backfill.retain(|d| !served.contains(d));
+    if backfill != backfill_before {
+        save_backfill(conn, &principal.device_id, &backfill)?;
+    }
+
+    // Then new changes, in server order.
+    let (next_cursor, more_changes) = conn.transaction::<_, ApiError, _>(|conn| {
+        let high = store::current_seq(conn)?;
+        if page.bytes >= budget {
+            return Ok((since, high > since));
+        }
+        let query = scoped!(
+            changes::table
+                .inner_join(documents::table)
+                .filter(changes::seq.gt(since))
+                .filter(changes::device_id.ne(&principal.device_id))
+                .order(changes::seq)
+                .limit(PAGE_ROWS)
+                .select((
+                    changes::seq,
+                    changes::document_id,
+                    documents::doc_type,
+                    changes::bytes
+                ))
+                .into_boxed(),
+            &scope
+        );
+        let rows: Vec<(i64, String, String, Vec<u8>)> = query.load(conn)?;
+        let full_page = rows.len() as i64 == PAGE_ROWS;
+        let mut last = since;
+        for (seq, doc_id, doc_type, bytes) in &rows {
+            if page.bytes + bytes.len() > budget && !page.docs.is_empty() {
+                return Ok((last, true));
+            }
+            page.add(doc_id, doc_type, bytes);
+            last = *seq;
+        }
+        if full_page {
+            Ok((last, true))
+        } else {
+            Ok((last.max(high), false))
+        }
+    })?;
+    Ok(PullResult {
+        docs: page.docs,
+        removed,
+        cursor: encode_cursor(next_cursor),
+        more: more_changes || !backfill.is_empty(),
+    })
+}

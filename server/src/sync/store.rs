@@ -1,0 +1,274 @@
+//! Database access for sync: documents and their locks, the change log and its sequence
+//! counter, held and quarantined changes, actor ownership.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::{
+    DbConnection,
+    schema::{actors, changes, documents, pending_changes, quarantine, sync_counter},
+};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = documents)]
+pub struct DocumentRow {
+    pub id: String,
+    pub doc_type: String,
+    pub province_code: Option<String>,
+    pub cooperative_id: Option<String>,
+    pub snapshot: Vec<u8>,
+    pub heads: String,
+    pub change_count: i64,
+    pub last_seq: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = changes)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub hash: String,
+    pub document_id: String,
+    pub actor: String,
+    pub actor_seq: i64,
+    pub device_id: String,
+    pub user_id: String,
+    pub received_at: NaiveDateTime,
+    pub device_time: i64,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = pending_changes)]
+pub struct PendingRow {
+    pub hash: String,
+    pub document_id: String,
+    pub doc_type: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub received_at: NaiveDateTime,
+    pub missing_deps: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = quarantine)]
+pub struct NewQuarantine {
+    pub received_at: NaiveDateTime,
+    pub device_id: String,
+    pub user_id: String,
+    pub document_id: Option<String>,
+    pub doc_type: Option<String>,
+    pub hash: Option<String>,
+    pub code: String,
+    pub reason: String,
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Loads a document, holding its row lock until the transaction ends. On SQLite the
+/// write transaction already holds the database's write lock.
+pub fn lock_document(conn: &mut DbConnection, id: &str) -> QueryResult<Option<DocumentRow>> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT id FROM documents WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(pg)?;
+    }
+    documents::table
+        .find(id)
+        .select(DocumentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_document(conn: &mut DbConnection, id: &str) -> QueryResult<Option<DocumentRow>> {
+    documents::table
+        .find(id)
+        .select(DocumentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn save_document(conn: &mut DbConnection, row: &DocumentRow, exists: bool) -> QueryResult<()> {
+    if exists {
+        diesel::update(documents::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(documents::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Which of `hashes` are already in the change log.
+pub fn known_hashes(conn: &mut DbConnection, hashes: &[String]) -> QueryResult<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in hashes.chunks(500) {
+        out.extend(
+            changes::table
+                .filter(changes::hash.eq_any(chunk))
+                .select(changes::hash)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Which of `hashes` are held as pending.
+pub fn pending_hashes(conn: &mut DbConnection, hashes: &[String]) -> QueryResult<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in hashes.chunks(500) {
+        out.extend(
+            pending_changes::table
+                .filter(pending_changes::hash.eq_any(chunk))
+                .select(pending_changes::hash)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn pending_for_document(conn: &mut DbConnection, doc_id: &str) -> QueryResult<Vec<PendingRow>> {
+    pending_changes::table
+        .filter(pending_changes::document_id.eq(doc_id))
+        .order(pending_changes::received_at)
+        .select(PendingRow::as_select())
+        .load(conn)
+}
+
+pub fn delete_pending(conn: &mut DbConnection, hashes: &[String]) -> QueryResult<()> {
+    for chunk in hashes.chunks(500) {
+        diesel::delete(pending_changes::table.filter(pending_changes::hash.eq_any(chunk)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn insert_pending(conn: &mut DbConnection, rows: &[PendingRow]) -> QueryResult<()> {
+    for row in rows {
+        diesel::insert_into(pending_changes::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn insert_quarantine(conn: &mut DbConnection, rows: &[NewQuarantine]) -> QueryResult<()> {
+    for row in rows {
+        diesel::insert_into(quarantine::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Device owning each of `actors`, for those already bound.
+pub fn actor_owners(
+    conn: &mut DbConnection,
+    actor_ids: &[String],
+) -> QueryResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for chunk in actor_ids.chunks(500) {
+        out.extend(
+            actors::table
+                .filter(actors::actor.eq_any(chunk))
+                .select((actors::actor, actors::device_id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn bind_actor(
+    conn: &mut DbConnection,
+    actor: &str,
+    device_id: &str,
+    user_id: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(actors::table)
+        .values((
+            actors::actor.eq(actor),
+            actors::device_id.eq(device_id),
+            actors::user_id.eq(user_id),
+            actors::first_seen.eq(crate::db::now()),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Reserves `n` consecutive sequence numbers and returns the first. The counter row stays
+/// locked until commit, so numbers become visible in the order they were given out.
+pub fn allocate_seqs(conn: &mut DbConnection, n: i64) -> QueryResult<i64> {
+    diesel::update(sync_counter::table.find("changes"))
+        .set(sync_counter::value.eq(sync_counter::value + n))
+        .execute(conn)?;
+    let last: i64 = sync_counter::table
+        .find("changes")
+        .select(sync_counter::value)
+        .first(conn)?;
+    Ok(last - n + 1)
+}
+
+/// The highest sequence number committed so far.
+pub fn current_seq(conn: &mut DbConnection) -> QueryResult<i64> {
+    sync_counter::table
+        .find("changes")
+        .select(sync_counter::value)
+        .first(conn)
+}
+
+/// Multi-row inserts, which diesel's multi-backend connection cannot express, go to the
+/// concrete connection.
+pub fn insert_changes(conn: &mut DbConnection, rows: &[ChangeRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(100) {
+        match conn {
+            DbConnection::Postgresql(c) => {
+                diesel::insert_into(changes::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            DbConnection::Sqlite(c) => {
+                diesel::insert_into(changes::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who wrote a change: device, user and server receive time.
+pub fn change_origins(
+    conn: &mut DbConnection,
+    hashes: &[String],
+) -> QueryResult<HashMap<String, (String, String, NaiveDateTime)>> {
+    let mut out = HashMap::new();
+    for chunk in hashes.chunks(500) {
+        for (hash, device, user, at) in changes::table
+            .filter(changes::hash.eq_any(chunk))
+            .select((
+                changes::hash,
+                changes::device_id,
+                changes::user_id,
+                changes::received_at,
+            ))
+            .load::<(String, String, String, NaiveDateTime)>(conn)?
+        {
+            out.insert(hash, (device, user, at));
+        }
+    }
+    Ok(out)
+}
+
+/// All change bytes of a document, in log order (for rebuilds and full-history pulls).
+pub fn document_changes(conn: &mut DbConnection, doc_id: &str) -> QueryResult<Vec<ChangeRow>> {
+    changes::table
+        .filter(changes::document_id.eq(doc_id))
+        .order(changes::seq)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}

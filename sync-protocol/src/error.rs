@@ -1,0 +1,56 @@
+//! Errors a change or a document can have, each with a stable code that the server
+//! reports per change and clients switch on.
+
+/// Why a pushed change was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("the change is not valid base64")]
+    InvalidEncoding,
+    #[error("malformed change: {0}")]
+    Malformed(String),
+    #[error("the change is truncated")]
+    Truncated,
+    #[error("the change's checksum does not match its bytes")]
+    ChecksumMismatch,
+    #[error("compressed change chunks are not accepted; send uncompressed changes")]
+    Compressed,
+    #[error("this is a document chunk, not a change")]
+    NotAChange,
+    #[error("the change is larger than the server accepts")]
+    TooLarge,
+    #[error("the change is for a document of type `{actual}`, but this document is `{expected}`")]
+    WrongDocumentType { expected: String, actual: String },
+    #[error("the document has no valid `type` field")]
+    UnknownDocumentType,
+    #[error("the change's actor id belongs to another device")]
+    ForeignActor,
+    #[error(
+        "this actor id already wrote a different change with this sequence number; after a reinstall the app must use a fresh actor id"
+    )]
+    ActorReused,
+    #[error("the record is outside your assigned provinces and cooperatives")]
+    OutOfScope,
+    #[error("the change is internally inconsistent: {0}")]
+    Rejected(String),
+}
+
+impl ChangeError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChangeError::InvalidEncoding => "invalid_encoding",
+            ChangeError::Malformed(_) => "malformed_change",
+            ChangeError::Truncated => "truncated_change",
+            ChangeError::ChecksumMismatch => "checksum_mismatch",
+            ChangeError::Compressed => "compressed_change",
+            ChangeError::NotAChange => "not_a_change",
+            ChangeError::TooLarge => "change_too_large",
+            ChangeError::WrongDocumentType { .. } => "wrong_document_type",
+            ChangeError::UnknownDocumentType => "unknown_document_type",
+            ChangeError::ForeignActor => "foreign_actor",
+            ChangeError::ActorReused => "actor_reused",
+            ChangeError::OutOfScope => "out_of_scope",
+            ChangeError::Rejected(_) => "rejected_change",
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A simulated tablet: the sync-protocol client over real HTTP (gzip bodies), with
+//! helpers for the work of a training day.
+
+use std::io::Write;
+
+use automerge::transaction::Transactable;
+use sync_protocol::{
+    client::{SyncClient, SyncReport, Transport},
+    documents::{AttendanceEntry, Cooperative, DocType, Member, TrainingSession},
+    messages::{SyncRequest, SyncResponse},
+};
+
+use crate::{Session, TestApp};
+
+/// Posts sync requests to a server, gzip-compressed.
+pub struct HttpTransport {
+    pub agent: ureq::Agent,
+    pub url: String,
+    pub token: String,
+    /// Bytes sent and received on the wire (compressed bodies), for measurements.
+    pub bytes_up: usize,
+    pub bytes_down: usize,
+}
+
+impl HttpTransport {
+    pub fn new(app: &TestApp, token: &str) -> Self {
+        Self {
+            agent: app.agent.clone(),
+            url: app.url("/api/v1/sync"),
+            token: token.to_string(),
+            bytes_up: 0,
+            bytes_down: 0,
+        }
+    }
+
+    /// Sends a request and returns (status, body JSON).
+    pub fn post(&mut self, request: &SyncRequest) -> (u16, serde_json::Value) {
+        let json = serde_json::to_vec(request).expect("serialize");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&json).expect("gzip");
+        let body = gz.finish().expect("gzip");
+        self.bytes_up += body.len();
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .send(&body[..])
+            .expect("sync request");
+        let status = response.status().as_u16();
+        let raw = response
+            .into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .expect("read sync response");
+        self.bytes_down += raw.len();
+        (status, serde_json::from_slice(&raw).unwrap_or_default())
+    }
+}
+
+impl Transport for HttpTransport {
+    type Error = String;
+    fn sync(&mut self, request: &SyncRequest) -> Result<SyncResponse, String> {
+        let (status, body) = self.post(request);
+        if status != 200 {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        serde_json::from_value(body).map_err(|e| e.to_string())
+    }
+}
+
+/// A signed-in tablet with its local documents.
+pub struct Tablet {
+    pub session: Session,
+    pub client: SyncClient,
+    pub transport: HttpTransport,
+}
+
+impl Tablet {
+    pub fn new(app: &TestApp, username: &str) -> Self {
+        let session = app.login(username);
+        let transport = HttpTransport::new(app, &session.access);
+        Self {
+            session,
+            client: SyncClient::with_actor(automerge::ActorId::random()),
+            transport,
+        }
+    }
+
+    pub fn sync(&mut self) -> SyncReport {
+        self.client
+            .sync(&mut self.transport)
+            .expect("sync completes")
+    }
+
+    pub fn create_cooperative(&mut self, province: &str, name: &str) -> String {
+        let coop = Cooperative {
+            name_khmer: Some(format!("សហគមន៍ {name}")),
+            name_latin: Some(name.to_string()),
+            province_code: Some(province.to_string()),
+            status: Some("active".into()),
+            ..Cooperative::default()
+        };
+        self.client
+            .create(DocType::Cooperative, |tx| coop.write(tx, true))
+            .expect("create cooperative")
+    }
+
+    pub fn add_member(&mut self, cooperative_id: &str, name: &str, sex: &str) -> String {
+        let m = Member {
+            cooperative_id: Some(cooperative_id.to_string()),
+            full_name_khmer: Some(name.to_string()),
+            name_latin: Some(name.to_string()),
+            sex: Some(sex.to_string()),
+            year_of_birth: Some(1985),
+            phone: Some("012 345 678".into()),
+            role: Some("member".into()),
+            ..Member::default()
+        };
+        self.client
+            .create(DocType::Member, |tx| m.write(tx, true))
+            .expect("create member")
+    }
+
+    pub fn create_session(&mut self, province: &str, cooperative_id: &str) -> String {
+        let s = TrainingSession {
+            programme: Some("think_coop".into()),
+            module: Some("Basics of cooperation".into()),
+            cooperative_id: Some(cooperative_id.to_string()),
+            province_code: Some(province.to_string()),
+            location: Some("Pagoda hall".into()),
+            facilitators: vec!["Promoter 1".into()],
+            scheduled_date: Some("2026-11-20".into()),
+            start_time: Some("08:00".into()),
+            end_time: Some("14:00".into()),
+            planned_hours: Some(6.0),
+            status: Some("scheduled".into()),
+            ..TrainingSession::default()
+        };
+        self.client
+            .create(DocType::TrainingSession, |tx| s.write(tx, true))
+            .expect("create session")
+    }
+
+    pub fn record_attendance(
+        &mut self,
+        session_id: &str,
+        participant: &str,
+        member_id: Option<&str>,
+        hours: f64,
+    ) {
+        let entry = AttendanceEntry {
+            status: Some(if hours >= 6.0 { "present" } else { "partial" }.into()),
+            hours: Some(hours),
+            member_id: member_id.map(str::to_string),
+            name: member_id.is_none().then(|| "Guest farmer".to_string()),
+            sex: member_id.is_none().then(|| "female".to_string()),
+            recorded_by: Some(self.session.user_id.clone()),
+            recorded_at_ms: Some(1_795_000_000_000),
+            ..AttendanceEntry::default()
+        };
+        self.client
+            .edit(session_id, |tx| {
+                TrainingSession::write_attendance(tx, participant, &entry)
+            })
+            .expect("record attendance");
+    }
+
+    /// Sets a top-level string field in canonical form.
+    pub fn set(&mut self, doc_id: &str, field: &str, value: &str) {
+        self.client
+            .edit(doc_id, |tx| {
+                tx.put(
+                    automerge::ROOT,
+                    field,
+                    automerge::ScalarValue::Str(value.into()),
+                )
+            })
+            .expect("edit");
+    }
+
+    pub fn heads(&self, doc_id: &str) -> Vec<automerge::ChangeHash> {
+        let mut h = self.client.doc(doc_id).expect("doc present").get_heads();
+        h.sort();
+        h
+    }
+}

@@ -1,0 +1,639 @@
+//! Sync end to end: tablets with real Automerge documents sync over HTTP; the server
+//! merges, keeps every change, projects, records conflicts, and serves pulls by scope.
+
+use std::collections::BTreeSet;
+
+use automerge::{ReadDoc, transaction::Transactable};
+use base64::Engine as _;
+use coopsync::db::schema::{
+    attendance, changes, conflicts, pending_changes, quarantine, training_sessions,
+};
+use coopsync_tests::{TestApp, dual_backend_tests, tablet::Tablet};
+use diesel::prelude::*;
+use serde_json::json;
+use sync_protocol::{
+    PROTOCOL_VERSION,
+    messages::{DocChanges, SyncRequest},
+};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn two_enumerators(app: &TestApp) -> (Tablet, Tablet) {
+    app.create_user("enum.a", "enumerator", &["07"], &[]);
+    app.create_user("enum.b", "enumerator", &["07"], &[]);
+    (Tablet::new(app, "enum.a"), Tablet::new(app, "enum.b"))
+}
+
+fn offline_attendance_converges(app: &TestApp, a_first: bool) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Kampot Pepper");
+    let session = a.create_session("07", &coop);
+    a.sync();
+    b.sync();
+    assert!(b.client.doc(&session).is_some(), "b received the session");
+    // Both offline: each records a different participant.
+    let pa = uuid::Uuid::new_v4().to_string();
+    let pb = uuid::Uuid::new_v4().to_string();
+    a.record_attendance(&session, &pa, None, 6.0);
+    b.record_attendance(&session, &pb, None, 3.5);
+    if a_first {
+        a.sync();
+        b.sync();
+    } else {
+        b.sync();
+        a.sync();
+    }
+    a.sync();
+    b.sync();
+    assert_eq!(a.heads(&session), b.heads(&session), "tablets converge");
+    let mut conn = app.db.connect();
+    let server = coopsync::sync::store::find_document(&mut conn, &session)
+        .unwrap()
+        .unwrap();
+    let server_doc = automerge::Automerge::load(&server.snapshot).unwrap();
+    let mut server_heads = server_doc.get_heads();
+    server_heads.sort();
+    assert_eq!(server_heads, a.heads(&session), "server converges");
+    let rows: Vec<(String, Option<f64>)> = attendance::table
+        .filter(attendance::session_id.eq(&session))
+        .select((attendance::participant_id, attendance::hours))
+        .order(attendance::participant_id)
+        .load(&mut conn)
+        .unwrap();
+    let mut expected = vec![(pa, Some(6.0)), (pb, Some(3.5))];
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(rows, expected);
+}
+
+fn two_tablets_take_attendance_offline_a_then_b(app: &TestApp) {
+    offline_attendance_converges(app, true);
+}
+
+fn two_tablets_take_attendance_offline_b_then_a(app: &TestApp) {
+    offline_attendance_converges(app, false);
+}
+
+fn same_field_on_two_tablets_is_one_conflict_with_both_authors(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Kampot Salt");
+    let session = a.create_session("07", &coop);
+    a.sync();
+    b.sync();
+    a.set(&session, "location", "Commune office");
+    b.set(&session, "location", "Village school");
+    a.sync();
+    b.sync();
+    a.sync();
+    let winner = match a
+        .client
+        .doc(&session)
+        .unwrap()
+        .get(automerge::ROOT, "location")
+        .unwrap()
+    {
+        Some((automerge::Value::Scalar(s), _)) => s.as_str().unwrap().to_string(),
+        other => panic!("{other:?}"),
+    };
+    let mut conn = app.db.connect();
+    let rows: Vec<(String, String, String, String)> = conflicts::table
+        .filter(conflicts::document_id.eq(&session))
+        .filter(conflicts::status.eq("open"))
+        .select((
+            conflicts::field,
+            conflicts::candidates,
+            conflicts::winner,
+            conflicts::status,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "location");
+    let candidates: serde_json::Value = serde_json::from_str(&rows[0].1).unwrap();
+    let values: BTreeSet<&str> = candidates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, BTreeSet::from(["Commune office", "Village school"]));
+    let devices: BTreeSet<&str> = candidates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        devices,
+        BTreeSet::from([a.session.device_id.as_str(), b.session.device_id.as_str()])
+    );
+    let users: BTreeSet<&str> = candidates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2);
+    assert_eq!(rows[0].2, json!(winner).to_string());
+    let projected: Option<String> = training_sessions::table
+        .find(&session)
+        .select(training_sessions::location)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(
+        projected.as_deref(),
+        Some(winner.as_str()),
+        "projection shows the deterministic winner"
+    );
+    // Someone sets it again after seeing both: the conflict is settled.
+    a.set(&session, "location", "Commune office");
+    a.sync();
+    let open: i64 = conflicts::table
+        .filter(conflicts::document_id.eq(&session))
+        .filter(conflicts::status.eq("open"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(open, 0);
+}
+
+fn raw_push(doc_id: &str, doc_type: &str, changes: Vec<String>) -> SyncRequest {
+    SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        push: vec![DocChanges {
+            doc_id: doc_id.to_string(),
+            doc_type: doc_type.to_string(),
+            changes,
+        }],
+        pull: false,
+        ..SyncRequest::default()
+    }
+}
+
+fn change_bytes(tablet: &Tablet, doc_id: &str) -> Vec<Vec<u8>> {
+    tablet
+        .client
+        .doc(doc_id)
+        .unwrap()
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+fn the_same_batch_pushed_three_times_is_stored_once(app: &TestApp) {
+    let (mut a, _) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Triple");
+    a.set(&coop, "village", "Trapeang");
+    a.set(&coop, "commune", "Kampong Kraeng");
+    let changes: Vec<String> = change_bytes(&a, &coop).iter().map(|b| b64(b)).collect();
+    assert_eq!(changes.len(), 3);
+    let request = raw_push(&coop, "cooperative", changes);
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = a.transport.post(&request);
+        assert_eq!(status, 200, "{body}");
+        results.push((
+            body["push"][0]["applied"].as_u64().unwrap(),
+            body["push"][0]["duplicates"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(results, vec![(3, 0), (0, 3), (0, 3)]);
+    let mut conn = app.db.connect();
+    let stored: i64 = changes::table
+        .filter(changes::document_id.eq(&coop))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(stored, 3);
+}
+
+fn children_before_parents_are_held_then_applied(app: &TestApp) {
+    let (mut a, _) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Out of order");
+    a.set(&coop, "village", "One");
+    a.set(&coop, "village", "Two");
+    let bytes = change_bytes(&a, &coop);
+    let (status, body) = a.transport.post(&raw_push(
+        &coop,
+        "cooperative",
+        vec![b64(&bytes[2]), b64(&bytes[1])],
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(body["push"][0]["applied"], 0);
+    assert_eq!(
+        body["push"][0]["pending"].as_array().unwrap().len(),
+        2,
+        "{body}"
+    );
+    let mut conn = app.db.connect();
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(held, 2);
+    let (_, body) = a
+        .transport
+        .post(&raw_push(&coop, "cooperative", vec![b64(&bytes[0])]));
+    assert_eq!(
+        body["push"][0]["applied"], 3,
+        "the parent unblocks its children: {body}"
+    );
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(held, 0);
+    let logged: i64 = changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(logged, 3);
+    let village: Option<String> = coopsync::db::schema::cooperatives::table
+        .find(&coop)
+        .select(coopsync::db::schema::cooperatives::village)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(village.as_deref(), Some("Two"));
+}
+
+/// A large change, so that automerge's `bytes()` gives a compressed chunk.
+fn compressed_chunk() -> Vec<u8> {
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "type", "cooperative").unwrap();
+    doc.put(automerge::ROOT, "name_latin", "x".repeat(4000))
+        .unwrap();
+    doc.commit();
+    let mut change = doc.get_changes(&[])[0].clone();
+    let bytes = change.bytes().to_vec();
+    assert_eq!(bytes[8], 2, "expected a compressed chunk");
+    bytes
+}
+
+fn bad_changes_are_quarantined_and_the_good_ones_applied(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Good one");
+    let good = change_bytes(&a, &coop)[0].clone();
+    let mut bad_checksum = good.clone();
+    let last = bad_checksum.len() - 1;
+    bad_checksum[last] ^= 0x55;
+    let truncated = good[..good.len() - 5].to_vec();
+    let request = raw_push(
+        &coop,
+        "cooperative",
+        vec![
+            "%%% not base64 %%%".into(),
+            b64(b"random bytes that are not automerge"),
+            b64(&truncated),
+            b64(&bad_checksum),
+            b64(&compressed_chunk()),
+            b64(&good),
+        ],
+    );
+    let (status, body) = a.transport.post(&request);
+    assert_eq!(status, 200, "{body}");
+    let result = &body["push"][0];
+    assert_eq!(result["applied"], 1, "{body}");
+    let codes: Vec<(u64, &str)> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (0, "invalid_encoding"),
+            (1, "malformed_change"),
+            (2, "truncated_change"),
+            (3, "checksum_mismatch"),
+            (4, "compressed_change"),
+        ]
+    );
+    // Wrong document type: a session's changes sent as a member.
+    let session = a.create_session("07", &coop);
+    let session_changes: Vec<String> = change_bytes(&a, &session).iter().map(|x| b64(x)).collect();
+    let (_, body) = a
+        .transport
+        .post(&raw_push(&session, "member", session_changes));
+    assert_eq!(
+        body["push"][0]["errors"][0]["code"], "wrong_document_type",
+        "{body}"
+    );
+    // Another device's actor id: b replays a change made with a's actor.
+    let other = a.create_cooperative("07", "Stolen actor");
+    a.sync();
+    a.set(&other, "village", "After");
+    let last_change = change_bytes(&a, &other).pop().unwrap();
+    let (_, body) = b
+        .transport
+        .post(&raw_push(&other, "cooperative", vec![b64(&last_change)]));
+    assert_eq!(
+        body["push"][0]["errors"][0]["code"], "foreign_actor",
+        "{body}"
+    );
+    // A record outside the enumerator's provinces.
+    let outside = b.create_cooperative("12", "Phnom Penh coop");
+    let outside_changes: Vec<String> = change_bytes(&b, &outside).iter().map(|x| b64(x)).collect();
+    let (_, body) = b
+        .transport
+        .post(&raw_push(&outside, "cooperative", outside_changes));
+    assert_eq!(
+        body["push"][0]["errors"][0]["code"], "out_of_scope",
+        "{body}"
+    );
+    // All of it is kept in quarantine with its bytes; none of it reached the change log.
+    let mut conn = app.db.connect();
+    let q: Vec<(String, Option<Vec<u8>>)> = quarantine::table
+        .select((quarantine::code, quarantine::bytes))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        q.len(),
+        8,
+        "{:?}",
+        q.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    assert!(
+        q.iter()
+            .all(|(_, bytes)| bytes.as_ref().is_some_and(|b| !b.is_empty()))
+    );
+    let out_of_scope_logged: i64 = changes::table
+        .filter(changes::document_id.eq(&outside))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(out_of_scope_logged, 0);
+}
+
+fn a_current_device_pulls_exactly_the_new_changes_in_its_scope(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("kampot", "enumerator", &["07"], &[]);
+    let mut admin = Tablet::new(app, "nat");
+    let mut reader = Tablet::new(app, "kampot");
+    let mut ids_07 = Vec::new();
+    for i in 0..40 {
+        let province = if i % 2 == 0 { "07" } else { "12" };
+        let id = admin.create_cooperative(province, &format!("Coop {i}"));
+        if province == "07" {
+            ids_07.push(id);
+        }
+    }
+    admin.sync();
+    reader.sync();
+    assert_eq!(reader.client.docs().count(), 20, "only province 07");
+    // Five new changes in scope and five outside it.
+    let all: Vec<String> = admin.client.docs().map(|(id, _)| id.clone()).collect();
+    let mut in_scope_hashes = BTreeSet::new();
+    let mut edited = 0;
+    for id in all {
+        let in_07 = ids_07.contains(&id);
+        admin.set(&id, "village", "Edited");
+        if in_07 && edited < 5 {
+            in_scope_hashes.insert(admin.client.doc(&id).unwrap().get_heads()[0].to_string());
+            edited += 1;
+        } else if !in_07 && edited >= 5 {
+            // outside scope: fine to edit
+        }
+        if in_scope_hashes.len() == 5 && edited == 5 {
+            break;
+        }
+    }
+    // Add five out-of-scope edits explicitly.
+    let outside: Vec<String> = admin
+        .client
+        .docs()
+        .map(|(id, _)| id.clone())
+        .filter(|id| !ids_07.contains(id))
+        .take(5)
+        .collect();
+    for id in &outside {
+        admin.set(id, "village", "Elsewhere");
+    }
+    admin.sync();
+    let request = SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        cursor: reader.client.cursor().map(str::to_string),
+        pull: true,
+        ..SyncRequest::default()
+    };
+    let (status, body) = reader.transport.post(&request);
+    assert_eq!(status, 200);
+    let pulled: Vec<&serde_json::Value> = body["pull"]["docs"].as_array().unwrap().iter().collect();
+    let mut hashes = BTreeSet::new();
+    for doc in &pulled {
+        assert!(
+            ids_07.contains(&doc["doc_id"].as_str().unwrap().to_string()),
+            "out of scope doc pulled"
+        );
+        for c in doc["changes"].as_array().unwrap() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(c.as_str().unwrap())
+                .unwrap();
+            hashes.insert(
+                automerge::Change::try_from(&bytes[..])
+                    .unwrap()
+                    .hash()
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(hashes, in_scope_hashes);
+    assert_eq!(body["pull"]["more"], false);
+    // The reader's own changes are never echoed back.
+    let mine = reader
+        .client
+        .docs()
+        .next()
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    reader.set(&mine, "commune", "Mine");
+    reader.sync();
+    let (_, body) = reader.transport.post(&SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        cursor: reader.client.cursor().map(str::to_string),
+        pull: true,
+        ..SyncRequest::default()
+    });
+    assert_eq!(body["pull"]["docs"].as_array().unwrap().len(), 0, "{body}");
+}
+
+fn the_projection_equals_a_rebuild_from_the_change_log(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Rebuild");
+    let m1 = a.add_member(&coop, "Sokha", "female");
+    let session = a.create_session("07", &coop);
+    a.record_attendance(&session, &m1, Some(&m1), 6.0);
+    a.record_attendance(
+        &session,
+        &uuid::Uuid::new_v4().to_string(),
+        Some(&uuid::Uuid::new_v4().to_string()),
+        9.0,
+    );
+    a.sync();
+    b.sync();
+    b.set(&session, "location", "B's place");
+    a.set(&session, "location", "A's place");
+    b.add_member(&coop, "Dara", "male");
+    b.sync();
+    a.sync();
+    let before = snapshot_projection(app);
+    assert!(
+        before.contains("hours_exceed_planned"),
+        "validation flags are part of the projection"
+    );
+    assert!(before.contains("unknown_participant"));
+    let mut conn = app.db.connect();
+    let total = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(snapshot_projection(app), before);
+}
+
+/// Every projection table as text, ids and values only (no timestamps of projection).
+pub fn snapshot_projection(app: &TestApp) -> String {
+    use coopsync::db::schema::*;
+    let mut conn = app.db.connect();
+    let mut out = String::new();
+    let coops: Vec<(String, Option<String>, Option<String>, Option<String>)> = cooperatives::table
+        .order(cooperatives::id)
+        .select((
+            cooperatives::id,
+            cooperatives::name_latin,
+            cooperatives::province_code,
+            cooperatives::village,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    out += &format!("{coops:?}\n");
+    let members: Vec<(String, Option<String>, Option<String>, Option<String>)> = members::table
+        .order(members::id)
+        .select((
+            members::id,
+            members::cooperative_id,
+            members::full_name_khmer,
+            members::sex,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    out += &format!("{members:?}\n");
+    let sessions: Vec<(String, Option<String>, Option<String>, Option<f64>)> =
+        training_sessions::table
+            .order(training_sessions::id)
+            .select((
+                training_sessions::id,
+                training_sessions::location,
+                training_sessions::status,
+                training_sessions::planned_hours,
+            ))
+            .load(&mut conn)
+            .unwrap();
+    out += &format!("{sessions:?}\n");
+    let att: Vec<(String, String, Option<String>, Option<f64>, Option<String>)> = attendance::table
+        .order((attendance::session_id, attendance::participant_id))
+        .select((
+            attendance::session_id,
+            attendance::participant_id,
+            attendance::member_id,
+            attendance::hours,
+            attendance::status,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    out += &format!("{att:?}\n");
+    let mut flags: Vec<(String, String, String)> = validation_flags::table
+        .select((
+            validation_flags::document_id,
+            validation_flags::code,
+            validation_flags::field,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    flags.sort();
+    out += &format!("{flags:?}\n");
+    let mut open: Vec<(String, String, String)> = conflicts::table
+        .filter(conflicts::status.eq("open"))
+        .select((conflicts::document_id, conflicts::field, conflicts::winner))
+        .load(&mut conn)
+        .unwrap();
+    open.sort();
+    out += &format!("{open:?}\n");
+    out
+}
+
+fn scope_growth_backfills_and_shrinking_removes(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    let enumerator = app.create_user("mover", "enumerator", &["07"], &[]);
+    let mut admin = Tablet::new(app, "nat");
+    let mut coops_12 = BTreeSet::new();
+    let mut coops_07 = BTreeSet::new();
+    for i in 0..6 {
+        coops_07.insert(admin.create_cooperative("07", &format!("K{i}")));
+        coops_12.insert(admin.create_cooperative("12", &format!("P{i}")));
+    }
+    admin.sync();
+    let mut t = Tablet::new(app, "mover");
+    t.sync();
+    let have: BTreeSet<String> = t.client.docs().map(|(id, _)| id.clone()).collect();
+    assert_eq!(have, coops_07);
+    // Grow: add province 12. The next sync brings their whole history.
+    let admin_session = app.login("nat");
+    let r = app.send(
+        "PUT",
+        &format!("/api/v1/users/{enumerator}/assignments"),
+        Some(&admin_session.access),
+        &json!({"provinces": ["07", "12"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    t.sync();
+    let have: BTreeSet<String> = t.client.docs().map(|(id, _)| id.clone()).collect();
+    assert_eq!(have, coops_07.union(&coops_12).cloned().collect());
+    for id in &coops_12 {
+        let (name, _) = sync_protocol::documents::Cooperative::read(t.client.doc(id).unwrap());
+        assert!(name.name_latin.unwrap().starts_with('P'));
+    }
+    // Shrink: only 12 now. The device is told which documents left.
+    let r = app.send(
+        "PUT",
+        &format!("/api/v1/users/{enumerator}/assignments"),
+        Some(&admin_session.access),
+        &json!({"provinces": ["12"]}),
+    );
+    assert_eq!(r.status, 200);
+    let report = t.sync();
+    assert_eq!(report.removed, 6);
+    let have: BTreeSet<String> = t.client.docs().map(|(id, _)| id.clone()).collect();
+    assert_eq!(have, coops_12);
+}
+
+fn unsupported_version_and_bad_cursor_get_clear_errors(app: &TestApp) {
+    let (mut a, _) = two_enumerators(app);
+    let (status, body) = a.transport.post(&SyncRequest {
+        protocol_version: 99,
+        ..SyncRequest::default()
+    });
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unsupported_protocol_version"))
+    );
+    let (status, body) = a.transport.post(&SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        cursor: Some("forged".into()),
+        pull: true,
+        ..SyncRequest::default()
+    });
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+}
+
+dual_backend_tests!(
+    two_tablets_take_attendance_offline_a_then_b,
+    two_tablets_take_attendance_offline_b_then_a,
+    same_field_on_two_tablets_is_one_conflict_with_both_authors,
+    the_same_batch_pushed_three_times_is_stored_once,
+    children_before_parents_are_held_then_applied,
+    bad_changes_are_quarantined_and_the_good_ones_applied,
+    a_current_device_pulls_exactly_the_new_changes_in_its_scope,
+    the_projection_equals_a_rebuild_from_the_change_log,
+    scope_growth_backfills_and_shrinking_removes,
+    unsupported_version_and_bad_cursor_get_clear_errors,
+);
