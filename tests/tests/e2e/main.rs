@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod cli;
 mod health;
+mod hostile;
 mod limits;
 mod openapi;
 mod schema;
