@@ -11,6 +11,7 @@
 mod auth;
 mod authz;
 mod cli;
+mod convergence;
 mod health;
 mod hostile;
 mod limits;
