@@ -44,6 +44,17 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The relational projection of the synced records.
+    Projection {
+        #[command(subcommand)]
+        command: ProjectionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionCommand {
+    /// Rebuild every projection table (and open conflicts) from the change log.
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +156,30 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 }
                 say!("coopsync: {} migration(s) applied", applied.len());
             }
+            Ok(())
+        }
+        Command::Projection {
+            command: ProjectionCommand::Rebuild,
+        } => {
+            say!(
+                "coopsync: rebuilding the projection of {}",
+                describe_database(&settings)
+            );
+            let db = startup::open_database(&settings).map_err(|e| e.to_string())?;
+            let mut conn = db.get().map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let mut last_report = std::time::Instant::now();
+            let total = crate::sync::projection::rebuild(&mut conn, |done, total| {
+                if done == total || last_report.elapsed().as_secs() >= 2 {
+                    last_report = std::time::Instant::now();
+                    say!("  {done}/{total} documents");
+                }
+            })
+            .map_err(|e| e.to_string())?;
+            say!(
+                "coopsync: projection rebuilt from the change log: {total} documents in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::User {

@@ -31,6 +31,7 @@ use serde_json::Value;
 
 pub use coopsync;
 
+pub mod sim;
 pub mod tablet;
 
 /// Signing key used by test servers, so the token battery can forge tokens with it.

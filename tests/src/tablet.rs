@@ -24,9 +24,14 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     pub fn new(app: &TestApp, token: &str) -> Self {
+        Self::to(app.agent.clone(), &app.addr, token)
+    }
+
+    /// A transport to the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn to(agent: ureq::Agent, base: &str, token: &str) -> Self {
         Self {
-            agent: app.agent.clone(),
-            url: app.url("/api/v1/sync"),
+            agent,
+            url: format!("{}/api/v1/sync", base.trim_end_matches('/')),
             token: token.to_string(),
             bytes_up: 0,
             bytes_down: 0,
@@ -87,6 +92,43 @@ impl Tablet {
             client: SyncClient::with_actor(automerge::ActorId::random()),
             transport,
         }
+    }
+
+    /// Signs in to the server at `base` on a new device.
+    pub fn login(
+        agent: &ureq::Agent,
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, String> {
+        let device_id = uuid::Uuid::new_v4().to_string();
+        let response = agent
+            .post(format!("{}/api/v1/auth/login", base.trim_end_matches('/')))
+            .send_json(serde_json::json!({
+                "username": username, "password": password,
+                "device_id": device_id, "device_name": "simulated tablet"
+            }))
+            .map_err(|e| e.to_string())?;
+        if response.status().as_u16() != 200 {
+            return Err(format!("login {username}: HTTP {}", response.status()));
+        }
+        let body: serde_json::Value = response
+            .into_body()
+            .read_json()
+            .map_err(|e| e.to_string())?;
+        let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+        let session = Session {
+            access: field("access_token"),
+            refresh: field("refresh_token"),
+            user_id: field("user_id"),
+            device_id: field("device_id"),
+        };
+        let transport = HttpTransport::to(agent.clone(), base, &session.access);
+        Ok(Self {
+            session,
+            client: SyncClient::with_actor(automerge::ActorId::random()),
+            transport,
+        })
     }
 
     pub fn sync(&mut self) -> SyncReport {

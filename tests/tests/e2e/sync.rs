@@ -636,4 +636,34 @@ dual_backend_tests!(
     the_projection_equals_a_rebuild_from_the_change_log,
     scope_growth_backfills_and_shrinking_removes,
     unsupported_version_and_bad_cursor_get_clear_errors,
+    simulated_training_day_arrives_whole,
 );
+
+/// The simulator's training day, small: every tablet's work arrives whole.
+fn simulated_training_day_arrives_whole(app: &TestApp) {
+    use coopsync::db::schema::{members, training_sessions};
+    app.create_user("sim.admin", "national_admin", &[], &[]);
+    let cfg = coopsync_tests::sim::SimConfig {
+        base_url: app.addr.clone(),
+        admin_username: "sim.admin".into(),
+        admin_password: coopsync_tests::PASSWORD.into(),
+        tablets: 4,
+        members_per_tablet: 12,
+        province: "07".into(),
+        user_prefix: "sim.enum".into(),
+    };
+    let report = coopsync_tests::sim::run(&cfg).unwrap();
+    assert_eq!(report.rejected, 0);
+    assert_eq!(report.documents, 4 * 14);
+    let mut conn = app.db.connect();
+    let m: i64 = members::table.count().get_result(&mut conn).unwrap();
+    let held: i64 = training_sessions::table
+        .filter(training_sessions::status.eq("held"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    let att: i64 = attendance::table.count().get_result(&mut conn).unwrap();
+    assert_eq!((m, held, att), (48, 4, 48));
+    let logged: i64 = changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(logged as u64, report.changes_pushed);
+}
