@@ -160,6 +160,9 @@ impl Application {
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let workers = settings.workers;
         let shutdown = settings.shutdown_timeout_secs;
+        // Blocking work is database work (bounded by the pool) plus password hashing
+        // (bounded by its semaphore): more threads than that only cost memory.
+        let blocking_threads = settings.database_pool_size as usize + settings.max_concurrent_password_hashes + 2;
         let state = web::Data::new(build_state(settings, db)?);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -169,6 +172,7 @@ impl Application {
                 .configure(configure)
         })
         .shutdown_timeout(shutdown)
+        .worker_max_blocking_threads(blocking_threads)
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(5));
         if let Some(workers) = workers {

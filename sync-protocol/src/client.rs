@@ -149,7 +149,7 @@ impl SyncClient {
 
     /// Changes not yet acknowledged by the server, grouped into batches of at most
     /// `batch_bytes` (a single larger change goes alone).
-    fn undelivered_batches(&self) -> Vec<Vec<DocChanges>> {
+    pub fn undelivered_batches(&self) -> Vec<Vec<DocChanges>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut batches: Vec<Vec<DocChanges>> = Vec::new();
         let mut current: Vec<DocChanges> = Vec::new();

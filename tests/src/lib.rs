@@ -31,6 +31,7 @@ use serde_json::Value;
 
 pub use coopsync;
 
+pub mod bench;
 pub mod sim;
 pub mod tablet;
 

@@ -51,17 +51,32 @@ impl HttpTransport {
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json")
             .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip")
             .send(&body[..])
             .expect("sync request");
         let status = response.status().as_u16();
+        let gzipped = response
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let raw = response
             .into_body()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .expect("read sync response");
+        // Decompressed here rather than by the HTTP client, so that `bytes_down` counts
+        // what crossed the wire.
         self.bytes_down += raw.len();
-        (status, serde_json::from_slice(&raw).unwrap_or_default())
+        let json = if gzipped {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+                .expect("gunzip sync response");
+            out
+        } else {
+            raw
+        };
+        (status, serde_json::from_slice(&json).unwrap_or_default())
     }
 }
 

@@ -153,8 +153,15 @@ fn user_add_then_serve_then_login_on_the_sqlite_default() {
     assert_eq!(login.status().as_u16(), 200);
     // Rebuilding the projection from the change log reports progress and succeeds.
     let rebuild = run(&["projection", "rebuild"], "");
-    assert!(rebuild.status.success(), "{}", String::from_utf8_lossy(&rebuild.stderr));
-    assert!(String::from_utf8_lossy(&rebuild.stderr).contains("projection rebuilt from the change log: 0 documents"));
+    assert!(
+        rebuild.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuild.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&rebuild.stderr)
+            .contains("projection rebuilt from the change log: 0 documents")
+    );
     // SIGTERM: graceful stop with exit code 0.
     let pid = server.0.id();
     let kill = Command::new("kill")

@@ -1,0 +1,55 @@
+//! `coopsync-bench`: the sync benchmark (docs/performance.md). Build the server binary
+//! first, in the same profile:
+//!
+//! ```text
+//! cargo build --release -p coopsync-server -p coopsync-tests
+//! target/release/coopsync-bench            # national scale
+//! target/release/coopsync-bench --quick    # under a minute (CI)
+//! ```
+
+use coopsync_tests::{Backend, bench};
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let sizes = if quick {
+        bench::Sizes::quick()
+    } else {
+        bench::Sizes::national()
+    };
+    let bin = bench::server_binary();
+    if !bin.exists() {
+        eprintln!(
+            "coopsync-bench: {} not found; run `cargo build [--release] -p coopsync-server` first",
+            bin.display()
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let mut reports = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let name = if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut log = |m: &str| eprintln!("bench: {m}");
+        match bench::run_backend(&bin, backend, &sizes, &mut log) {
+            Ok(r) => reports.push(r),
+            Err(e) if backend == Backend::Postgres => eprintln!("NOTICE: PostgreSQL skipped: {e}"),
+            Err(e) => {
+                eprintln!("coopsync-bench: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{}", bench::table(&reports, &sizes));
+    std::process::ExitCode::SUCCESS
+}
