@@ -162,7 +162,8 @@ impl Application {
         let shutdown = settings.shutdown_timeout_secs;
         // Blocking work is database work (bounded by the pool) plus password hashing
         // (bounded by its semaphore): more threads than that only cost memory.
-        let blocking_threads = settings.database_pool_size as usize + settings.max_concurrent_password_hashes + 2;
+        let blocking_threads =
+            settings.database_pool_size as usize + settings.max_concurrent_password_hashes + 2;
         let state = web::Data::new(build_state(settings, db)?);
         let mut server = HttpServer::new(move || {
             App::new()

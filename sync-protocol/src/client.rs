@@ -12,12 +12,11 @@ use automerge::{
     ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc, transaction::CommitOptions,
     transaction::Transaction,
 };
-use base64::Engine as _;
 
 use crate::{
     PROTOCOL_VERSION,
     documents::DocType,
-    messages::{DEFAULT_BATCH_BYTES, DocChanges, SyncRequest, SyncResponse},
+    messages::{ChangeEncoding, DEFAULT_BATCH_BYTES, DocChanges, SyncRequest, SyncResponse},
 };
 
 /// Sends one sync request body (JSON) and returns the response body.
@@ -66,12 +65,15 @@ pub struct SyncClient {
     rejected: Vec<Rejected>,
     /// Bound on the change bytes of one request.
     pub batch_bytes: usize,
+    /// How change bytes travel (hex by default: smaller after gzip).
+    pub encoding: ChangeEncoding,
 }
 
 impl SyncClient {
     pub fn new() -> Self {
         Self {
             batch_bytes: DEFAULT_BATCH_BYTES,
+            encoding: ChangeEncoding::Hex,
             ..Self::default()
         }
     }
@@ -150,7 +152,6 @@ impl SyncClient {
     /// Changes not yet acknowledged by the server, grouped into batches of at most
     /// `batch_bytes` (a single larger change goes alone).
     pub fn undelivered_batches(&self) -> Vec<Vec<DocChanges>> {
-        let b64 = base64::engine::general_purpose::STANDARD;
         let mut batches: Vec<Vec<DocChanges>> = Vec::new();
         let mut current: Vec<DocChanges> = Vec::new();
         let mut size = 0usize;
@@ -180,7 +181,7 @@ impl SyncClient {
                     size = 0;
                 }
                 size += bytes.len();
-                group.changes.push(b64.encode(bytes));
+                group.changes.push(self.encoding.encode(bytes));
             }
             if !group.changes.is_empty() {
                 current.push(group);
@@ -205,6 +206,7 @@ impl SyncClient {
                 .unwrap_or_default();
             let request = SyncRequest {
                 protocol_version: PROTOCOL_VERSION,
+                encoding: self.encoding,
                 cursor: self.cursor.clone(),
                 push: batch,
                 pull: true,
@@ -249,11 +251,10 @@ impl SyncClient {
         response: &SyncResponse,
         report: &mut SyncReport,
     ) {
-        let b64 = base64::engine::general_purpose::STANDARD;
         for (group, result) in request.push.iter().zip(&response.push) {
             let failed: HashSet<usize> = result.errors.iter().map(|e| e.index).collect();
             for (i, encoded) in group.changes.iter().enumerate() {
-                let Ok(bytes) = b64.decode(encoded) else {
+                let Some(bytes) = request.encoding.decode(encoded) else {
                     continue;
                 };
                 let Ok(change) = Change::try_from(&bytes[..]) else {
@@ -279,14 +280,14 @@ impl SyncClient {
 
     /// Applies pulled changes; returns true when the document still misses dependencies.
     fn apply_pulled(&mut self, group: &DocChanges) -> Result<bool, ClientError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
         let doc_type = DocType::parse(&group.doc_type)
             .ok_or_else(|| ClientError::BadServerChange(format!("type {}", group.doc_type)))?;
         let mut changes = Vec::with_capacity(group.changes.len());
         for encoded in &group.changes {
-            let bytes = b64
+            let bytes = self
+                .encoding
                 .decode(encoded)
-                .map_err(|e| ClientError::BadServerChange(e.to_string()))?;
+                .ok_or_else(|| ClientError::BadServerChange("not valid in the encoding".into()))?;
             let change = Change::try_from(&bytes[..])
                 .map_err(|e| ClientError::BadServerChange(e.to_string()))?;
             self.delivered.insert(change.hash());

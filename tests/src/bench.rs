@@ -442,7 +442,12 @@ fn ceiling(backend: Backend, per_tablet: &[Vec<Vec<DocChanges>>]) -> Result<f64,
                     };
                     for batch in batches {
                         write_transaction(&mut conn, |c| {
-                            coopsync::sync::ingest::ingest(c, &principal, batch)
+                            coopsync::sync::ingest::ingest(
+                                c,
+                                &principal,
+                                batch,
+                                sync_protocol::messages::ChangeEncoding::Hex,
+                            )
                         })
                         .map_err(|e| e.to_string())?;
                     }
@@ -518,9 +523,14 @@ pub fn run_backend(
             .map(|p| PROVINCES[p])
             .collect();
         let user = format!("seed.{k}");
-        create_account(&agent, &server.addr, &token, serde_json::json!({
-            "username": user, "password": ADMIN_PASSWORD, "role": "enumerator", "provinces": provinces
-        }))?;
+        create_account(
+            &agent,
+            &server.addr,
+            &token,
+            serde_json::json!({
+                "username": user, "password": ADMIN_PASSWORD, "role": "enumerator", "provinces": provinces
+            }),
+        )?;
         tablets.push(Tablet::login(&agent, &server.addr, &user, ADMIN_PASSWORD)?);
     }
     let coops = generate(&mut tablets, sizes);

@@ -1,4 +1,4 @@
-//! Ingest of pushed changes. Untrusted bytes pass, in order: base64, the chunk checks of
+//! Ingest of pushed changes. Untrusted bytes pass, in order: base64/hex, the chunk checks of
 //! `sync_protocol::chunk` (type, length, checksum), parsing with panics caught, actor
 //! ownership, document type and scope, and causal checks (dependencies, sequence number,
 //! start op, referenced actors). What passes is applied to a copy of the document off the
@@ -11,13 +11,12 @@ use std::{
 };
 
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
-use base64::Engine as _;
 use chrono::NaiveDateTime;
 use sync_protocol::{
     ChangeError,
     chunk::verify_change_chunk,
     documents::{DocType, doc_type_of},
-    messages::{ChangeErrorReport, DocChanges, DocPushResult},
+    messages::{ChangeEncoding, ChangeErrorReport, DocChanges, DocPushResult},
 };
 
 use super::{
@@ -77,6 +76,7 @@ pub fn ingest(
     conn: &mut DbConnection,
     principal: &Principal,
     groups: &[DocChanges],
+    encoding: ChangeEncoding,
 ) -> Result<Vec<DocPushResult>, ApiError> {
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by(|&a, &b| {
@@ -86,7 +86,7 @@ pub fn ingest(
     let mut results = vec![DocPushResult::default(); groups.len()];
     let mut batch = Batch::default();
     for i in order {
-        results[i] = ingest_document(conn, principal, &groups[i], &mut batch)?;
+        results[i] = ingest_document(conn, principal, &groups[i], encoding, &mut batch)?;
     }
     if !batch.rows.is_empty() {
         let first = store::allocate_seqs(conn, batch.rows.len() as i64)?;
@@ -158,6 +158,7 @@ fn ingest_document(
     conn: &mut DbConnection,
     principal: &Principal,
     group: &DocChanges,
+    encoding: ChangeEncoding,
     batch: &mut Batch,
 ) -> Result<DocPushResult, ApiError> {
     let mut out = DocOutcome {
@@ -167,7 +168,6 @@ fn ingest_document(
         },
         quarantine: Vec::new(),
     };
-    let b64 = base64::engine::general_purpose::STANDARD;
     let received_at = now();
     let origin = Origin {
         device_id: principal.device_id.clone(),
@@ -178,9 +178,9 @@ fn ingest_document(
     // Decode and verify every change; duplicates are counted, not errors.
     let mut incoming: Vec<Candidate> = Vec::new();
     for (index, encoded) in group.changes.iter().enumerate() {
-        let bytes = match b64.decode(encoded) {
-            Ok(b) => b,
-            Err(_) => {
+        let bytes = match encoding.decode(encoded) {
+            Some(b) => b,
+            None => {
                 let raw = encoded.as_bytes()[..encoded.len().min(4096)].to_vec();
                 out.reject(
                     principal,
@@ -251,7 +251,7 @@ fn ingest_document(
         .iter()
         .map(|c| c.change.actor_id().to_hex_string())
         .collect();
-    let owners = store::actor_owners(conn, &actor_ids)?;
+    let mut owners = store::actor_owners(conn, &actor_ids)?;
     let mut accepted = Vec::new();
     for c in incoming {
         match owners.get(&c.change.actor_id().to_hex_string()) {
@@ -385,7 +385,7 @@ fn ingest_document(
             bind_actor_once(
                 conn,
                 &c.change.actor_id().to_hex_string(),
-                &owners,
+                &mut owners,
                 principal,
             )?;
         }
@@ -398,7 +398,7 @@ fn ingest_document(
                 bind_actor_once(
                     conn,
                     &c.change.actor_id().to_hex_string(),
-                    &owners,
+                    &mut owners,
                     principal,
                 )?;
             }
@@ -442,18 +442,19 @@ fn ingest_document(
     finish(conn, principal, group, out)
 }
 
+/// Binds a new actor to the sending device, once: `owners` holds every actor already
+/// bound (loaded for this document's changes, then extended here).
 fn bind_actor_once(
     conn: &mut DbConnection,
     actor: &str,
-    owners: &HashMap<String, String>,
+    owners: &mut HashMap<String, String>,
     principal: &Principal,
 ) -> Result<(), ApiError> {
     if owners.contains_key(actor) {
         return Ok(());
     }
-    if store::actor_owners(conn, &[actor.to_string()])?.is_empty() {
-        store::bind_actor(conn, actor, &principal.device_id, &principal.user_id)?;
-    }
+    store::bind_actor(conn, actor, &principal.device_id, &principal.user_id)?;
+    owners.insert(actor.to_string(), principal.device_id.clone());
     Ok(())
 }
 

@@ -42,7 +42,9 @@ pub fn handle(
         Vec::new()
     } else {
         with_retries(|| {
-            write_transaction(conn, |conn| ingest::ingest(conn, principal, &request.push))
+            write_transaction(conn, |conn| {
+                ingest::ingest(conn, principal, &request.push, request.encoding)
+            })
         })?
     };
     let pull = if request.pull {
@@ -52,6 +54,7 @@ pub fn handle(
             request.cursor.as_deref(),
             request.max_pull_bytes,
             &request.need_full_history,
+            request.encoding,
         )?)
     } else {
         None

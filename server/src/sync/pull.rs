@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
-use sync_protocol::messages::{DEFAULT_BATCH_BYTES, DocChanges, PullResult};
+use sync_protocol::messages::{ChangeEncoding, DEFAULT_BATCH_BYTES, DocChanges, PullResult};
 
 use super::{MAX_PULL_BYTES, store};
 use crate::{
@@ -199,11 +199,12 @@ fn save_backfill(
 struct Page {
     docs: Vec<DocChanges>,
     bytes: usize,
+    encoding: ChangeEncoding,
 }
 
 impl Page {
     fn add(&mut self, doc_id: &str, doc_type: &str, bytes: &[u8]) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let encoded = self.encoding.encode(bytes);
         self.bytes += bytes.len();
         match self.docs.last_mut() {
             Some(last) if last.doc_id == doc_id => last.changes.push(encoded),
@@ -225,6 +226,7 @@ pub fn pull(
     cursor: Option<&str>,
     max_bytes: Option<usize>,
     need_full_history: &[String],
+    encoding: ChangeEncoding,
 ) -> Result<PullResult, ApiError> {
     let since = decode_cursor(cursor)?;
     let scope = Scope::of(principal);
@@ -236,6 +238,7 @@ pub fn pull(
     let mut page = Page {
         docs: Vec::new(),
         bytes: 0,
+        encoding,
     };
 
     // Whole histories first: documents the device asked for, then the backfill.

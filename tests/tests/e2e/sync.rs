@@ -623,6 +623,15 @@ fn unsupported_version_and_bad_cursor_get_clear_errors(app: &TestApp) {
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_cursor"))
     );
+    // Hex and base64 are both accepted, each checked in its own alphabet.
+    let coop = a.create_cooperative("07", "Hex");
+    let bytes = change_bytes(&a, &coop).remove(0);
+    let mut hex_request = raw_push(&coop, "cooperative", vec![hex::encode(&bytes), b64(&bytes)]);
+    hex_request.encoding = sync_protocol::messages::ChangeEncoding::Hex;
+    let (status, body) = a.transport.post(&hex_request);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["push"][0]["applied"], 1, "{body}");
+    assert_eq!(body["push"][0]["errors"][0]["code"], "invalid_encoding", "{body}");
 }
 
 dual_backend_tests!(
