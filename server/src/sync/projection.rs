@@ -273,23 +273,17 @@ pub fn refresh_cross_flags(
                     "the cooperative is not known to the server",
                 ));
             }
-            let participants: Vec<(String, String)> = attendance::table
+            // A left join from the session's own rows: one primary-key probe per
+            // participant. (`members.id = ANY($1)` was planned as a full scan of members
+            // on PostgreSQL right after a bulk load: 15+ ms per session.)
+            let participants: Vec<(String, Option<String>)> = attendance::table
+                .left_join(members::table.on(members::id.nullable().eq(attendance::member_id)))
                 .filter(attendance::session_id.eq(doc_id))
                 .filter(attendance::member_id.is_not_null())
-                .select((
-                    attendance::participant_id,
-                    attendance::member_id.assume_not_null(),
-                ))
+                .select((attendance::participant_id, members::id.nullable()))
                 .load(conn)?;
-            let ids: Vec<String> = participants.iter().map(|(_, m)| m.clone()).collect();
-            let known: BTreeSet<String> = members::table
-                .filter(members::id.eq_any(&ids))
-                .select(members::id)
-                .load::<String>(conn)?
-                .into_iter()
-                .collect();
             for (pid, member) in participants {
-                if !known.contains(&member) {
+                if member.is_none() {
                     findings.push(Finding::new(
                         "unknown_participant",
                         format!("attendance.{pid}.member_id"),

@@ -631,7 +631,10 @@ fn unsupported_version_and_bad_cursor_get_clear_errors(app: &TestApp) {
     let (status, body) = a.transport.post(&hex_request);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["push"][0]["applied"], 1, "{body}");
-    assert_eq!(body["push"][0]["errors"][0]["code"], "invalid_encoding", "{body}");
+    assert_eq!(
+        body["push"][0]["errors"][0]["code"], "invalid_encoding",
+        "{body}"
+    );
 }
 
 dual_backend_tests!(
