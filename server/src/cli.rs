@@ -121,6 +121,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     telemetry::init(settings.log_format, &settings.log_filter);
     match cli.command {
         Command::Serve { bind } => {
+            telemetry::install_panic_hook();
             if let Some(bind) = bind {
                 settings.bind = bind;
             }

@@ -33,6 +33,20 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
+/// Replaces the panic hook of the server process. Panics inside automerge on hostile
+/// input are caught and answered per change, but the default hook would print their
+/// messages, which may quote document content (names, phone numbers): only the
+/// location is logged. Not used in tests, whose assertion messages must stay visible.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic.location = %location, "panic (message withheld: it may quote record content)");
+    }));
+}
+
 /// A client-supplied id is kept only if it is short and plain, so it cannot inject
 /// anything into logs.
 fn request_id(req: &ServiceRequest) -> String {
@@ -88,6 +102,13 @@ pub async fn request_context(
     }
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Server time, so clients and benchmarks can tell it from network time.
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={elapsed_ms:.1}")) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("server-timing"),
+            value,
+        );
+    }
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(http.status = status, elapsed_ms, "request finished");

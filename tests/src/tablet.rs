@@ -20,6 +20,8 @@ pub struct HttpTransport {
     /// Bytes sent and received on the wire (compressed bodies), for measurements.
     pub bytes_up: usize,
     pub bytes_down: usize,
+    /// Sum of the `Server-Timing` durations of all responses, in ms.
+    pub server_ms: f64,
 }
 
 impl HttpTransport {
@@ -35,6 +37,7 @@ impl HttpTransport {
             token: token.to_string(),
             bytes_up: 0,
             bytes_down: 0,
+            server_ms: 0.0,
         }
     }
 
@@ -55,6 +58,13 @@ impl HttpTransport {
             .send(&body[..])
             .expect("sync request");
         let status = response.status().as_u16();
+        self.server_ms += response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("dur=").nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
         let gzipped = response
             .headers()
             .get("content-encoding")
