@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${COOPSYNC_BIN:-target/debug/coopsync}"
-[ -x "$bin" ] || cargo build -p coopsync-server
+# `cargo test` builds the same program as coopsync-cli (tests crate); use it if present.
+[ -x "$bin" ] || bin=target/debug/coopsync-cli
+[ -x "$bin" ] || { cargo build -p coopsync-server; bin=target/debug/coopsync; }
 work=$(mktemp -d)
 server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }

@@ -115,6 +115,18 @@ macro_rules! say {
     }};
 }
 
+/// The whole `coopsync` program: parse arguments, run, print the error and set the exit
+/// code. `main.rs` (and the test crate's copy of the binary) call only this.
+pub fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            say!("coopsync: error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the parsed command; the error string is printed by `main`.
 pub fn run(cli: Cli) -> Result<(), String> {
     let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;

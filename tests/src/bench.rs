@@ -721,8 +721,14 @@ pub fn table(reports: &[BackendReport], sizes: &Sizes) -> String {
     out
 }
 
-/// The `coopsync` binary next to the running executable.
+/// The `coopsync` binary next to the running executable, or this crate's copy of it.
 pub fn server_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().map(|p| p.join("coopsync")).unwrap_or_default()
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let server = dir.join("coopsync");
+    if server.exists() {
+        server
+    } else {
+        dir.join("coopsync-cli")
+    }
 }

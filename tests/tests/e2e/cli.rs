@@ -1,4 +1,4 @@
-//! The real `coopsync` binary: `user add` reading the password from stdin, `migrate`,
+//! The real `coopsync` program (its `cli::main`, built as `coopsync-cli`): `user add` reading the password from stdin, `migrate`,
 //! and `serve` on the SQLite default, then sign-in over HTTP.
 
 use std::{
@@ -9,20 +9,9 @@ use std::{
 
 use coopsync_tests::{PASSWORD, TempDir};
 
+/// The `coopsync` program, built by cargo for this crate (see src/bin/coopsync-cli.rs).
 fn binary() -> PathBuf {
-    // target/debug/deps/e2e-<hash> -> target/debug/coopsync
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap()
-        .join("coopsync");
-    assert!(
-        path.exists(),
-        "{} missing: run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
+    PathBuf::from(env!("CARGO_BIN_EXE_coopsync-cli"))
 }
 
 struct Killed(std::process::Child);
