@@ -57,7 +57,6 @@ pub struct Batch {
     seen: HashSet<String>,
     /// Origins of changes applied in this request (not yet in the change log).
     pub origins: HashMap<String, Origin>,
-    touched_docs: Vec<String>,
 }
 
 fn type_rank(t: &str) -> u8 {
@@ -437,7 +436,6 @@ fn ingest_document(
         store::save_document(conn, &doc_row, row.is_some())?;
         projection::project(conn, &doc_id, doc_type, &doc)?;
         conflicts::record(conn, &doc_id, &doc, &batch.origins)?;
-        batch.touched_docs.push(doc_id.clone());
     }
     finish(conn, principal, group, out)
 }

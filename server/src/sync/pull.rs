@@ -127,6 +127,18 @@ fn reconcile_scope(
     scope: &Scope,
     cursor: i64,
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    // Almost every pull finds the scope unchanged: answer that with a plain read, so a
+    // pull does not take SQLite's write lock. A change is re-read inside the write.
+    let stored: Option<(String, String)> = device_sync_state::table
+        .find(device_id)
+        .select((device_sync_state::scope, device_sync_state::backfill))
+        .first(conn)
+        .optional()?;
+    if let Some((s, b)) = &stored
+        && serde_json::from_str::<Scope>(s).ok().as_ref() == Some(scope)
+    {
+        return Ok((Vec::new(), serde_json::from_str(b).unwrap_or_default()));
+    }
     write_transaction(conn, |conn| {
         let row: Option<(String, String)> = device_sync_state::table
             .find(device_id)
