@@ -118,11 +118,30 @@ macro_rules! say {
 /// The whole `coopsync` program: parse arguments, run, print the error and set the exit
 /// code. `main.rs` (and the test crate's copy of the binary) call only this.
 pub fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
             say!("coopsync: error: {message}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that meets contention its own malloc arena; with the actix
+/// workers and the blocking pool that fragmentation doubled the server's peak memory
+/// (benchmark: 140 -> 61 MB seeding, 171 -> 95 MB in a burst, same throughput with two
+/// arenas). An operator's own `MALLOC_ARENA_MAX` wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(
+            unsafe_code,
+            reason = "mallopt is a plain setter, called before any thread is started"
+        )]
+        // SAFETY: mallopt takes two integers and only changes allocator tuning.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
