@@ -7,6 +7,7 @@ use std::{
     process::{Command, Stdio},
 };
 
+use automerge::ReadDoc as _;
 use coopsync_tests::{PASSWORD, TempDir};
 
 /// The `coopsync` program, built by cargo for this crate (see src/bin/coopsync-cli.rs).
@@ -160,4 +161,125 @@ fn user_add_then_serve_then_login_on_the_sqlite_default() {
     assert!(kill.success());
     let status = server.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Logs of a real server at debug level, through sign-in, refresh, a sync with names and
+/// phone numbers, and a quarantined change, contain no password, token, password hash,
+/// name or phone number.
+#[test]
+fn logs_never_contain_secrets_names_or_phone_numbers() {
+    use coopsync_tests::tablet::Tablet;
+    let dir = TempDir::new();
+    let add = Command::new(binary())
+        .args([
+            "user",
+            "add",
+            "--username",
+            "log.admin",
+            "--role",
+            "national_admin",
+            "--password-stdin",
+        ])
+        .current_dir(&dir.path)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .as_ref()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+    let mut server = Killed(
+        Command::new(binary())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .current_dir(&dir.path)
+            .env_remove("DATABASE_URL")
+            .env("COOPSYNC_LOG", "debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = server.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx.recv().unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut t = Tablet::login(&agent, &addr, "log.admin", PASSWORD).unwrap();
+    let refreshed = agent
+        .post(format!("{addr}/api/v1/auth/refresh"))
+        .send_json(serde_json::json!({"refresh_token": t.session.refresh}))
+        .unwrap();
+    assert_eq!(refreshed.status().as_u16(), 200);
+    let wrong = agent
+        .post(format!("{addr}/api/v1/auth/login"))
+        .send_json(
+            serde_json::json!({"username": "log.admin", "password": "Wrong-Secret-Zebra",
+            "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "x"}),
+        )
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let coop = t.create_cooperative("07", "Zzcooperativename");
+    let member = t.add_member(&coop, "Qqfarmername", "female");
+    t.set(&member, "phone", "012 987 654");
+    t.sync();
+    // A change the server quarantines (a wrong document type) carrying the name too.
+    let bytes: Vec<String> = t
+        .client
+        .doc(&member)
+        .unwrap()
+        .get_changes(&[])
+        .iter()
+        .map(|c| hex::encode(c.raw_bytes()))
+        .collect();
+    let mut bad = sync_protocol::messages::SyncRequest {
+        protocol_version: 1,
+        push: vec![sync_protocol::messages::DocChanges {
+            doc_id: member.clone(),
+            doc_type: "cooperative".into(),
+            changes: bytes,
+        }],
+        ..Default::default()
+    };
+    bad.encoding = sync_protocol::messages::ChangeEncoding::Hex;
+    assert_eq!(t.transport.post(&bad).0, 200);
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    server.0.wait().unwrap();
+    let logs: Vec<String> = rx.try_iter().collect();
+    let text = logs.join("\n");
+    assert!(text.contains("request finished"), "the scan read real logs");
+    assert!(text.contains("sync"), "sync was logged");
+    for secret in [
+        PASSWORD,
+        "Wrong-Secret-Zebra",
+        "$argon2id",
+        t.session.access.as_str(),
+        t.session.refresh.as_str(),
+        "Qqfarmername",
+        "Zzcooperativename",
+        "987 654",
+        "987654",
+    ] {
+        assert!(!text.contains(secret), "logs contain `{secret}`");
+    }
 }
