@@ -7,7 +7,6 @@ use std::{
     process::{Command, Stdio},
 };
 
-use automerge::ReadDoc as _;
 use coopsync_tests::{PASSWORD, TempDir};
 
 /// The `coopsync` program, built by cargo for this crate (see src/bin/coopsync-cli.rs).
