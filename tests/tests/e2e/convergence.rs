@@ -211,3 +211,136 @@ dual_backend_tests!(
     random_delivery_converges_and_matches_a_rebuild,
     sixteen_tablets_writing_one_document_at_once_lose_nothing,
 );
+
+/// Two server processes on one PostgreSQL database, as behind a load balancer: the
+/// signing key is shared through the database, tablets alternate between the servers
+/// while writing one session concurrently, and nothing is lost or duplicated.
+#[test]
+fn two_server_processes_on_one_postgresql_lose_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let Some(db) = coopsync_tests::TestDb::create(coopsync_tests::Backend::Postgres) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_coopsync-cli");
+    let dir = coopsync_tests::TempDir::new();
+    for i in 0..6 {
+        let mut add = Command::new(bin)
+            .args([
+                "user",
+                "add",
+                "--username",
+                &format!("lb{i}"),
+                "--role",
+                "enumerator",
+                "--province",
+                "07",
+                "--password-stdin",
+            ])
+            .current_dir(&dir.path)
+            .env("COOPSYNC_DATABASE_URL", &db.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(add.stdin.take().unwrap(), "{}", coopsync_tests::PASSWORD).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = || {
+        let mut child = Command::new(bin)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .current_dir(&dir.path)
+            .env("COOPSYNC_DATABASE_URL", &db.url)
+            .env("COOPSYNC_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split("listening on ")
+                    .nth(1)
+                    .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+            })
+            .unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        (Server(child), addr)
+    };
+    let (_a, addr_a) = start();
+    let (_b, addr_b) = start();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    // Signed in on A, syncing through both: the token must be valid on B too.
+    let mut tablets: Vec<Tablet> = (0..6)
+        .map(|i| {
+            Tablet::login(&agent, &addr_a, &format!("lb{i}"), coopsync_tests::PASSWORD).unwrap()
+        })
+        .collect();
+    let coop = tablets[0].create_cooperative("07", "Load balanced");
+    let session = tablets[0].create_session("07", &coop);
+    tablets[0].sync();
+    let transports = |t: &Tablet| {
+        (
+            coopsync_tests::tablet::HttpTransport::to(agent.clone(), &addr_a, &t.session.access),
+            coopsync_tests::tablet::HttpTransport::to(agent.clone(), &addr_b, &t.session.access),
+        )
+    };
+    let rounds = 4;
+    for round in 0..rounds {
+        let session = session.as_str();
+        std::thread::scope(|s| {
+            for (i, t) in tablets.iter_mut().enumerate() {
+                let (mut via_a, mut via_b) = transports(t);
+                s.spawn(move || {
+                    // Each tablet alternates servers from round to round.
+                    let transport = if (i + round) % 2 == 0 {
+                        &mut via_a
+                    } else {
+                        &mut via_b
+                    };
+                    t.client.sync(transport).unwrap();
+                    t.record_attendance(session, &uuid::Uuid::new_v4().to_string(), None, 6.0);
+                    t.client.sync(transport).unwrap();
+                });
+            }
+        });
+    }
+    for t in tablets.iter_mut() {
+        let (mut via_a, mut via_b) = transports(t);
+        t.client.sync(&mut via_b).unwrap();
+        t.client.sync(&mut via_a).unwrap();
+    }
+    let heads = tablets[0].heads(&session);
+    for t in &tablets {
+        assert_eq!(t.heads(&session), heads);
+    }
+    let attendance =
+        sync_protocol::documents::TrainingSession::read(tablets[0].client.doc(&session).unwrap())
+            .0
+            .attendance
+            .len();
+    assert_eq!(attendance, 6 * rounds);
+    use coopsync::db::schema::changes;
+    use diesel::prelude::*;
+    let mut conn = db.connect();
+    let rows: i64 = changes::table.count().get_result(&mut conn).unwrap();
+    // 1 cooperative + 1 session creation + one attendance change per tablet per round.
+    assert_eq!(
+        rows,
+        2 + 6 * rounds as i64,
+        "hash and seq are unique columns, so the count is exact"
+    );
+}
