@@ -41,8 +41,13 @@ impl HttpTransport {
         }
     }
 
-    /// Sends a request and returns (status, body JSON).
+    /// Sends a request and returns (status, body JSON); panics if the connection fails.
     pub fn post(&mut self, request: &SyncRequest) -> (u16, serde_json::Value) {
+        self.try_post(request).expect("sync request")
+    }
+
+    /// Like `post`, with connection failures as errors (a server that was just killed).
+    pub fn try_post(&mut self, request: &SyncRequest) -> Result<(u16, serde_json::Value), String> {
         let json = serde_json::to_vec(request).expect("serialize");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&json).expect("gzip");
@@ -56,7 +61,7 @@ impl HttpTransport {
             .header("content-encoding", "gzip")
             .header("accept-encoding", "gzip")
             .send(&body[..])
-            .expect("sync request");
+            .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         self.server_ms += response
             .headers()
@@ -74,26 +79,26 @@ impl HttpTransport {
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
-            .expect("read sync response");
+            .map_err(|e| e.to_string())?;
         // Decompressed here rather than by the HTTP client, so that `bytes_down` counts
         // what crossed the wire.
         self.bytes_down += raw.len();
         let json = if gzipped {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
-                .expect("gunzip sync response");
+                .map_err(|e| e.to_string())?;
             out
         } else {
             raw
         };
-        (status, serde_json::from_slice(&json).unwrap_or_default())
+        Ok((status, serde_json::from_slice(&json).unwrap_or_default()))
     }
 }
 
 impl Transport for HttpTransport {
     type Error = String;
     fn sync(&mut self, request: &SyncRequest) -> Result<SyncResponse, String> {
-        let (status, body) = self.post(request);
+        let (status, body) = self.try_post(request)?;
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
         }

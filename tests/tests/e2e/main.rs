@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod cli;
 mod convergence;
+mod crash;
 mod health;
 mod hostile;
 mod limits;
