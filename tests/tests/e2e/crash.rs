@@ -2,7 +2,8 @@
 //! SIGKILL at random moments and restarted. Afterwards every change a tablet holds (so
 //! every change the server ever acknowledged) is in the change log exactly once, every
 //! tablet converges with the server, and the projection equals a rebuild from the log
-//! (no push was half applied). Kills: `COOPSYNC_CRASH_KILLS` (default 50).
+//! (no push was half applied). Kills: `COOPSYNC_CRASH_KILLS` (default 50). The same loop
+//! with SIGTERM checks graceful shutdown during uploads (`COOPSYNC_TERM_STOPS`, default 10).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -42,7 +43,13 @@ fn spawn_server(bin: &str, dir: &TempDir, url: &str, bind: &str) -> (Child, Stri
     (child, addr)
 }
 
-fn crash_loop(backend: Backend) {
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+fn crash_loop(backend: Backend, how: Stop) {
     let Some(db) = TestDb::create(backend) else {
         return;
     };
@@ -90,10 +97,14 @@ fn crash_loop(backend: Backend) {
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicUsize::new(0));
-    let kills: usize = std::env::var("COOPSYNC_CRASH_KILLS")
+    let (variable, default) = match how {
+        Stop::Kill => ("COOPSYNC_CRASH_KILLS", 50),
+        Stop::Term => ("COOPSYNC_TERM_STOPS", 10),
+    };
+    let kills: usize = std::env::var(variable)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default);
     std::thread::scope(|s| {
         for (t, session) in tablets.iter_mut().zip(&sessions) {
             let stop = stop.clone();
@@ -126,8 +137,21 @@ fn crash_loop(backend: Backend) {
             state ^= state << 17;
             std::thread::sleep(Duration::from_millis(30 + state % 250));
             let mut guard = server.lock().unwrap();
-            guard.kill().unwrap();
-            guard.wait().unwrap();
+            match how {
+                Stop::Kill => guard.kill().unwrap(),
+                Stop::Term => {
+                    // Graceful: in-flight requests finish (or are never acknowledged).
+                    let term = Command::new("kill")
+                        .args(["-TERM", &guard.id().to_string()])
+                        .status()
+                        .unwrap();
+                    assert!(term.success());
+                }
+            }
+            let status = guard.wait().unwrap();
+            if let Stop::Term = how {
+                assert!(status.success(), "graceful stop exits 0: {status:?}");
+            }
             let (next, _) = spawn_server(bin, &dir, &db.url, &bind);
             *guard = next;
         }
@@ -187,7 +211,7 @@ fn crash_loop(backend: Backend) {
         "tablets kept syncing through the kills: {acked} changes acknowledged"
     );
     coopsync_tests::notice(&format!(
-        "crash safety ({backend:?}): {kills} kills, {acked} changes acknowledged during the kills, {} in the log, 0 lost",
+        "crash safety ({backend:?}, {how:?}): {kills} stops, {acked} changes acknowledged meanwhile, {} in the log, 0 lost",
         logged.len()
     ));
     let _ = server.lock().map(|mut s| {
@@ -198,10 +222,20 @@ fn crash_loop(backend: Backend) {
 
 #[test]
 fn sqlite_sigkill_loses_no_acknowledged_change() {
-    crash_loop(Backend::Sqlite);
+    crash_loop(Backend::Sqlite, Stop::Kill);
 }
 
 #[test]
 fn postgres_sigkill_loses_no_acknowledged_change() {
-    crash_loop(Backend::Postgres);
+    crash_loop(Backend::Postgres, Stop::Kill);
+}
+
+#[test]
+fn sqlite_sigterm_during_uploads_loses_nothing_and_tablets_resume() {
+    crash_loop(Backend::Sqlite, Stop::Term);
+}
+
+#[test]
+fn postgres_sigterm_during_uploads_loses_nothing_and_tablets_resume() {
+    crash_loop(Backend::Postgres, Stop::Term);
 }
