@@ -10,7 +10,7 @@ use crate::{
     config::Settings,
     db::Backend,
     domain::access::{Actor, Assignments, Role},
-    startup::{self, Application},
+    startup::Application,
     telemetry,
 };
 
@@ -146,6 +146,18 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// One connection with migrations applied, for one-shot commands. Not the pool: its
+/// background threads may still be opening a connection when the command returns, and
+/// libpq's OpenSSL then races the exit handlers (seen: `user add` on PostgreSQL dying
+/// with SIGSEGV now and then).
+fn open_single(settings: &Settings) -> Result<crate::db::DbConnection, String> {
+    let mut conn = crate::db::ConnectionFactory::new(settings.database_url.expose())
+        .connect()
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    crate::db::run_migrations(&mut conn).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
 /// Runs the parsed command; the error string is printed by `main`.
 pub fn run(cli: Cli) -> Result<(), String> {
     let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
@@ -197,8 +209,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 "coopsync: rebuilding the projection of {}",
                 describe_database(&settings)
             );
-            let db = startup::open_database(&settings).map_err(|e| e.to_string())?;
-            let mut conn = db.get().map_err(|e| e.to_string())?;
+            let mut conn = open_single(&settings)?;
             let started = std::time::Instant::now();
             let mut last_report = std::time::Instant::now();
             let total = crate::sync::projection::rebuild(&mut conn, |done, total| {
@@ -239,7 +250,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 )
             })?;
             say!("coopsync: opening {}", describe_database(&settings));
-            let db = startup::open_database(&settings).map_err(|e| e.to_string())?;
+            let mut conn = open_single(&settings)?;
             let hash = password::hash_blocking(&password).map_err(|e| e.to_string())?;
             let req = CreateUserRequest {
                 username,
@@ -256,7 +267,6 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 role: Role::NationalAdmin,
                 assignments: Assignments::default(),
             };
-            let mut conn = db.get().map_err(|e| e.to_string())?;
             let view = accounts::create_user(&mut conn, &actor, &req, &hash, None).map_err(
                 |e| match e {
                     crate::error::ApiError::Validation(fields) => fields

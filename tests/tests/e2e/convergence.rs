@@ -241,11 +241,17 @@ fn two_server_processes_on_one_postgresql_lose_nothing() {
             .env("COOPSYNC_DATABASE_URL", &db.url)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         writeln!(add.stdin.take().unwrap(), "{}", coopsync_tests::PASSWORD).unwrap();
-        assert!(add.wait().unwrap().success());
+        let out = add.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     struct Server(std::process::Child);
     impl Drop for Server {

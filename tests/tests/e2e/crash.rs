@@ -72,11 +72,17 @@ fn crash_loop(backend: Backend, how: Stop) {
             .env("COOPSYNC_DATABASE_URL", &db.url)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        assert!(add.wait().unwrap().success());
+        let out = add.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let (first, addr) = spawn_server(bin, &dir, &db.url, "127.0.0.1:0");
     let bind = addr.trim_start_matches("http://").to_string();
