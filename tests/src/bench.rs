@@ -3,9 +3,8 @@
 //! figures; asserts nothing (see docs/performance.md).
 
 use std::{
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{Arc, Barrier},
     time::{Duration, Instant},
 };
@@ -86,50 +85,15 @@ impl ServerProcess {
                 (format!("{}/{name}", pg_base()), Some(name))
             }
         };
-        let mut add = Command::new(bin)
-            .args([
-                "user",
-                "add",
-                "--username",
-                ADMIN,
-                "--role",
-                "national_admin",
-                "--password-stdin",
-            ])
-            .current_dir(&dir.path)
-            .env("COOPSYNC_DATABASE_URL", &url)
-            .env("COOPSYNC_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        if let Some(mut stdin) = add.stdin.take() {
-            let _ = writeln!(stdin, "{ADMIN_PASSWORD}");
-        }
-        add.wait().map_err(|e| e.to_string())?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .current_dir(&dir.path)
-            .env("COOPSYNC_DATABASE_URL", &url)
-            .env("COOPSYNC_LOG", "warn")
-            .env("COOPSYNC_DATABASE_POOL_SIZE", "8")
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut addr = None;
-        for line in lines.by_ref() {
-            let line = line.map_err(|e| e.to_string())?;
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_string);
-                break;
-            }
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let addr = addr.ok_or("server did not start")?;
+        crate::process::user_add(
+            bin,
+            &dir.path,
+            &url,
+            ADMIN,
+            ADMIN_PASSWORD,
+            &["--role", "national_admin"],
+        )?;
+        let (child, addr) = crate::process::serve(bin, &dir.path, &url, "127.0.0.1:0")?;
         Ok(Self {
             child,
             addr,

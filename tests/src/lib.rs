@@ -32,6 +32,7 @@ use serde_json::Value;
 pub use coopsync;
 
 pub mod bench;
+pub mod process;
 pub mod sim;
 pub mod tablet;
 

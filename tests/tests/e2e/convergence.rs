@@ -217,41 +217,23 @@ dual_backend_tests!(
 /// while writing one session concurrently, and nothing is lost or duplicated.
 #[test]
 fn two_server_processes_on_one_postgresql_lose_nothing() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let Some(db) = coopsync_tests::TestDb::create(coopsync_tests::Backend::Postgres) else {
         return;
     };
     let bin = env!("CARGO_BIN_EXE_coopsync-cli");
     let dir = coopsync_tests::TempDir::new();
+    let bin = std::path::Path::new(bin);
     for i in 0..6 {
-        let mut add = Command::new(bin)
-            .args([
-                "user",
-                "add",
-                "--username",
-                &format!("lb{i}"),
-                "--role",
-                "enumerator",
-                "--province",
-                "07",
-                "--password-stdin",
-            ])
-            .current_dir(&dir.path)
-            .env("COOPSYNC_DATABASE_URL", &db.url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(add.stdin.take().unwrap(), "{}", coopsync_tests::PASSWORD).unwrap();
-        let out = add.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "user add: {:?} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let scope = ["--role", "enumerator", "--province", "07"];
+        coopsync_tests::process::user_add(
+            bin,
+            &dir.path,
+            &db.url,
+            &format!("lb{i}"),
+            coopsync_tests::PASSWORD,
+            &scope,
+        )
+        .unwrap();
     }
     struct Server(std::process::Child);
     impl Drop for Server {
@@ -261,25 +243,8 @@ fn two_server_processes_on_one_postgresql_lose_nothing() {
         }
     }
     let start = || {
-        let mut child = Command::new(bin)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .current_dir(&dir.path)
-            .env("COOPSYNC_DATABASE_URL", &db.url)
-            .env("COOPSYNC_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split("listening on ")
-                    .nth(1)
-                    .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
-            })
-            .unwrap();
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) =
+            coopsync_tests::process::serve(bin, &dir.path, &db.url, "127.0.0.1:0").unwrap();
         (Server(child), addr)
     };
     let (_a, addr_a) = start();

@@ -6,8 +6,8 @@
 //! with SIGTERM checks graceful shutdown during uploads (`COOPSYNC_TERM_STOPS`, default 10).
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Child, Command},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -21,26 +21,7 @@ use diesel::prelude::*;
 const TABLETS: usize = 3;
 
 fn spawn_server(bin: &str, dir: &TempDir, url: &str, bind: &str) -> (Child, String) {
-    let mut child = Command::new(bin)
-        .args(["serve", "--bind", bind])
-        .current_dir(&dir.path)
-        .env("COOPSYNC_DATABASE_URL", url)
-        .env("COOPSYNC_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("listening on ")
-                .nth(1)
-                .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .expect("server started");
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    coopsync_tests::process::serve(Path::new(bin), &dir.path, url, bind).unwrap()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,33 +37,17 @@ fn crash_loop(backend: Backend, how: Stop) {
     let bin = env!("CARGO_BIN_EXE_coopsync-cli");
     let dir = TempDir::new();
     for i in 0..TABLETS {
-        let mut add = Command::new(bin)
-            .args([
-                "user",
-                "add",
-                "--username",
-                &format!("crash{i}"),
-                "--role",
-                "enumerator",
-                "--province",
-                "07",
-                "--password-stdin",
-            ])
-            .current_dir(&dir.path)
-            .env("COOPSYNC_DATABASE_URL", &db.url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        let out = add.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "user add: {:?} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let user = format!("crash{i}");
+        let scope = ["--role", "enumerator", "--province", "07"];
+        coopsync_tests::process::user_add(
+            Path::new(bin),
+            &dir.path,
+            &db.url,
+            &user,
+            PASSWORD,
+            &scope,
+        )
+        .unwrap();
     }
     let (first, addr) = spawn_server(bin, &dir, &db.url, "127.0.0.1:0");
     let bind = addr.trim_start_matches("http://").to_string();
