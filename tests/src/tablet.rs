@@ -22,6 +22,9 @@ pub struct HttpTransport {
     pub bytes_down: usize,
     /// Sum of the `Server-Timing` durations of all responses, in ms.
     pub server_ms: f64,
+    /// When set, every push the server answered with 200 is kept here (pull off, no
+    /// cursor), so the same stream can be replayed into another server.
+    pub recorded: Option<Vec<SyncRequest>>,
 }
 
 impl HttpTransport {
@@ -38,6 +41,7 @@ impl HttpTransport {
             bytes_up: 0,
             bytes_down: 0,
             server_ms: 0.0,
+            recorded: None,
         }
     }
 
@@ -101,6 +105,16 @@ impl Transport for HttpTransport {
         let (status, body) = self.try_post(request)?;
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
+        }
+        if let Some(recorded) = &mut self.recorded
+            && !request.push.is_empty()
+        {
+            recorded.push(SyncRequest {
+                cursor: None,
+                pull: false,
+                need_full_history: Vec::new(),
+                ..request.clone()
+            });
         }
         serde_json::from_value(body).map_err(|e| e.to_string())
     }

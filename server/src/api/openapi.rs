@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
         v1::devices::revoke_device,
         v1::provinces::list_provinces,
         v1::audit::list_audit,
+        v1::exports::export_dataset,
         v1::sync::sync,
     ),
     modifiers(&BearerAuth),
@@ -61,6 +62,7 @@ impl Modify for BearerAuth {
         (name = "devices", description = "Registered tablets"),
         (name = "reference", description = "Reference data"),
         (name = "audit", description = "Audit log"),
+        (name = "exports", description = "CSV exports of the projected tables"),
         (name = "sync", description = "Push and pull Automerge changes"),
     )
 )]

@@ -245,6 +245,10 @@ where
 }
 
 /// UTC now without a zone, the form every timestamp column stores.
+/// The current UTC time at microsecond precision: what PostgreSQL keeps, so that both
+/// backends store (and export) the same value.
 pub fn now() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
+    use chrono::{DurationRound, TimeDelta};
+    let t = chrono::Utc::now().naive_utc();
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
 }

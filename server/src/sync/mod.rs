@@ -7,7 +7,7 @@ pub mod projection;
 pub mod pull;
 pub mod store;
 
-use sync_protocol::messages::{SyncRequest, SyncResponse};
+use sync_protocol::messages::{DocPushResult, SyncRequest, SyncResponse};
 
 use crate::{
     audit::AuditEvent,
@@ -38,12 +38,16 @@ pub fn handle(
         ));
     }
     let pushed: usize = request.push.iter().map(|g| g.changes.len()).sum();
+    // The audit row of a sync with a push is written in the push's transaction, so a
+    // committed push always has exactly one; the pull that follows is only a read.
     let push = if request.push.is_empty() {
         Vec::new()
     } else {
         with_retries(|| {
             write_transaction(conn, |conn| {
-                ingest::ingest(conn, principal, &request.push, request.encoding)
+                let push = ingest::ingest(conn, principal, &request.push, request.encoding)?;
+                audit_event(principal, pushed, &push, request.pull, None).record(conn)?;
+                Ok(push)
             })
         })?
     };
@@ -59,40 +63,23 @@ pub fn handle(
     } else {
         None
     };
-    let (mut applied, mut duplicates, mut pending, mut quarantined) = (0u32, 0u32, 0usize, 0usize);
-    for r in &push {
-        applied += r.applied;
-        duplicates += r.duplicates;
-        pending += r.pending.len();
-        quarantined += r.errors.len();
-    }
     let pulled: usize = pull
         .as_ref()
         .map(|p| p.docs.iter().map(|d| d.changes.len()).sum())
         .unwrap_or(0);
-    write_transaction(conn, |conn| {
-        AuditEvent {
-            actor_user_id: Some(&principal.user_id),
-            device_id: Some(&principal.device_id),
-            action: "sync",
-            target_type: Some("device"),
-            target_id: Some(&principal.device_id),
-            outcome: "success",
-            request_id: principal.request_id.as_deref(),
-            details: Some(serde_json::json!({
-                "pushed": pushed, "applied": applied, "duplicates": duplicates,
-                "pending": pending, "quarantined": quarantined, "pulled": pulled,
-            })),
-        }
-        .record(conn)
-    })?;
+    if request.push.is_empty() {
+        write_transaction(conn, |conn| {
+            audit_event(principal, 0, &push, request.pull, Some(pulled)).record(conn)
+        })?;
+    }
+    let totals = Totals::of(&push);
     tracing::info!(
         device.id = %principal.device_id,
         sync.pushed = pushed,
-        sync.applied = applied,
-        sync.duplicates = duplicates,
-        sync.pending = pending,
-        sync.quarantined = quarantined,
+        sync.applied = totals.applied,
+        sync.duplicates = totals.duplicates,
+        sync.pending = totals.pending,
+        sync.quarantined = totals.quarantined,
         sync.pulled = pulled,
         "sync"
     );
@@ -102,6 +89,51 @@ pub fn handle(
         push,
         pull,
     })
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    applied: u32,
+    duplicates: u32,
+    pending: usize,
+    quarantined: usize,
+}
+
+impl Totals {
+    fn of(push: &[DocPushResult]) -> Self {
+        push.iter().fold(Self::default(), |mut t, r| {
+            t.applied += r.applied;
+            t.duplicates += r.duplicates;
+            t.pending += r.pending.len();
+            t.quarantined += r.errors.len();
+            t
+        })
+    }
+}
+
+/// The one audit row of a sync. `pulled` is `None` when the row is written with the
+/// push, before the pull has run.
+fn audit_event<'a>(
+    principal: &'a Principal,
+    pushed: usize,
+    push: &[DocPushResult],
+    pull: bool,
+    pulled: Option<usize>,
+) -> AuditEvent<'a> {
+    let t = Totals::of(push);
+    AuditEvent {
+        actor_user_id: Some(&principal.user_id),
+        device_id: Some(&principal.device_id),
+        action: "sync",
+        target_type: Some("device"),
+        target_id: Some(&principal.device_id),
+        outcome: "success",
+        request_id: principal.request_id.as_deref(),
+        details: Some(serde_json::json!({
+            "pushed": pushed, "applied": t.applied, "duplicates": t.duplicates,
+            "pending": t.pending, "quarantined": t.quarantined, "pull": pull, "pulled": pulled,
+        })),
+    }
 }
 
 /// Two requests creating the same new document race on its primary key (PostgreSQL);

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod devices;
+pub mod exports;
 pub mod provinces;
 pub mod sync;
 pub mod users;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(devices::revoke_device)
             .service(provinces::list_provinces)
             .service(audit::list_audit)
+            .service(exports::export_dataset)
             .service(sync::sync),
     );
 }
