@@ -203,34 +203,7 @@ impl TestApp {
         tweak(&mut settings);
         coopsync::telemetry::init(settings.log_format, &settings.log_filter);
         let database = coopsync::startup::open_database(&settings).expect("open database");
-        // Bound here, before the server starts: connections wait in the backlog, so no
-        // test ever sleeps for readiness.
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let addr = format!("http://{}", listener.local_addr().expect("local addr"));
-        let (tx, rx) = mpsc::channel();
-        let server_settings = settings.clone();
-        let server_db = database.clone();
-        let thread = std::thread::spawn(move || {
-            let system = actix_web::rt::System::new();
-            let result = system.block_on(async move {
-                let app = match Application::with_listener(server_settings, server_db, listener) {
-                    Ok(app) => app,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return Ok(());
-                    }
-                };
-                let _ = tx.send(Ok(app.handle()));
-                app.run_until_stopped().await.map_err(|e| e.to_string())
-            });
-            if let Err(e) = result {
-                let _ = writeln!(std::io::stderr(), "test server failed: {e}");
-            }
-        });
-        let server = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server thread started")
-            .unwrap_or_else(|e: String| panic!("server failed to start: {e}"));
+        let (addr, server, thread) = start_server(&settings, &database);
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -246,6 +219,27 @@ impl TestApp {
             server: Some(server),
             thread: Some(thread),
         })
+    }
+
+    /// Stops the server and starts a new one on the same database (a new pool and a new
+    /// loopback port), as after a restart of the process.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.database = coopsync::startup::open_database(&self.settings).expect("reopen database");
+        let (addr, server, thread) = start_server(&self.settings, &self.database);
+        self.addr = addr;
+        self.server = Some(server);
+        self.thread = Some(thread);
+    }
+
+    fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // The stop command is sent at once; the returned future only reports completion.
+            drop(server.stop(false));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -370,14 +364,44 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            // The stop command is sent at once; the returned future only reports completion.
-            drop(server.stop(false));
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
+}
+
+/// Serves `database` on a fresh loopback port in a thread of its own.
+fn start_server(
+    settings: &Settings,
+    database: &Database,
+) -> (String, actix_web::dev::ServerHandle, JoinHandle<()>) {
+    // Bound here, before the server starts: connections wait in the backlog, so no
+    // test ever sleeps for readiness.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = mpsc::channel();
+    let server_settings = settings.clone();
+    let server_db = database.clone();
+    let thread = std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        let result = system.block_on(async move {
+            let app = match Application::with_listener(server_settings, server_db, listener) {
+                Ok(app) => app,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return Ok(());
+                }
+            };
+            let _ = tx.send(Ok(app.handle()));
+            app.run_until_stopped().await.map_err(|e| e.to_string())
+        });
+        if let Err(e) = result {
+            let _ = writeln!(std::io::stderr(), "test server failed: {e}");
+        }
+    });
+    let server = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server thread started")
+        .unwrap_or_else(|e: String| panic!("server failed to start: {e}"));
+    (addr, server, thread)
 }
 
 /// Tokens and ids of a signed-in device.
