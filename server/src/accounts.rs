@@ -24,8 +24,10 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// 3 to 64 characters: lowercase letters, digits, `.`, `_`, `-`.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[a-z0-9._-]{3,64}$")]
     pub username: String,
-    /// At least 10 characters.
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     pub role: Role,
     #[serde(default)]
@@ -62,6 +64,8 @@ pub struct AssignmentsRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

@@ -3,7 +3,11 @@
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        path::{Operation, ParameterIn},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
 use super::{health, v1};
@@ -22,6 +26,91 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds the errors any operation can answer, from the shared body reader, the query
+/// parser and the database layer, so the document lists every status the server sends.
+struct CommonErrors;
+
+impl CommonErrors {
+    fn add(op: &mut Operation, status: &str, description: &str) {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+    }
+}
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let has_query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                if op.request_body.is_some() {
+                    Self::add(
+                        op,
+                        "400",
+                        "the body is not valid JSON for this operation (`invalid_json`)",
+                    );
+                    Self::add(
+                        op,
+                        "408",
+                        "the body did not arrive in time (`request_timeout`)",
+                    );
+                    Self::add(
+                        op,
+                        "413",
+                        "the body is larger than the limit (`payload_too_large`)",
+                    );
+                    Self::add(
+                        op,
+                        "415",
+                        "the body is not JSON, or is compressed with an unsupported encoding (`unsupported_media_type`)",
+                    );
+                } else if has_query {
+                    Self::add(op, "400", "the query string is invalid (`invalid_query`)");
+                }
+                if op.security.is_some() {
+                    Self::add(
+                        op,
+                        "401",
+                        "no valid access token (`unauthenticated`, `invalid_token`, `token_expired`, ...)",
+                    );
+                }
+                Self::add(
+                    op,
+                    "503",
+                    "the database is unavailable or the server is busy; retry after `Retry-After` seconds",
+                );
+            }
+        }
     }
 }
 
@@ -54,7 +143,7 @@ impl Modify for BearerAuth {
         v1::exports::export_dataset,
         v1::sync::sync,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "auth", description = "Sign-in, token refresh, sign-out"),

@@ -29,8 +29,10 @@ pub struct LoginRequest {
     pub username: String,
     pub password: String,
     /// A UUID the tablet made once; it names this installation of the app.
+    #[schema(format = Uuid)]
     pub device_id: String,
-    /// Shown to admins, e.g. "Kampot tablet 3".
+    /// Shown to admins, e.g. "Kampot tablet 3" (1 to 100 characters).
+    #[schema(min_length = 1, max_length = 100)]
     pub device_name: String,
 }
 
