@@ -152,3 +152,149 @@ fn a_body_that_stalls_gets_408_and_a_chunked_oversized_body_413() {
     let response = raw_exchange(&app.addr, &chunked, None);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
 }
+
+/// A JSON body of exactly `size` bytes: an empty object padded with spaces.
+fn padded(size: usize) -> Vec<u8> {
+    let mut body = b"{}".to_vec();
+    body.resize(size, b' ');
+    body
+}
+
+fn chunked_request(path: &str, token: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in body.chunks(16 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// Every operation with a request body (read from the OpenAPI document, so a new one
+/// is covered without editing this test) at its limit − 1, limit and limit + 1 bytes,
+/// with a Content-Length and chunked: only limit + 1 is refused, always with 413.
+#[test]
+fn every_body_at_limit_minus_one_limit_and_limit_plus_one() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite) else {
+        return;
+    };
+    let nat = app.create_user("nat", "national_admin", &[], &[]);
+    let token = app.login("nat").access;
+    let doc = app.get("/api/v1/openapi.json", None).body;
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let path = path.replace("{id}", &nat);
+            let limit = if path.ends_with("/sync") {
+                app.settings.sync_body_limit
+            } else {
+                app.settings.json_body_limit
+            };
+            for size in [limit - 1, limit, limit + 1] {
+                let body = padded(size);
+                let auth = format!("Bearer {token}");
+                let mut req = match method.as_str() {
+                    "post" => app.agent.post(app.url(&path)),
+                    "put" => app.agent.put(app.url(&path)),
+                    "patch" => app.agent.patch(app.url(&path)),
+                    other => panic!("{other} with a body"),
+                };
+                req = req
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json");
+                let with_length = req.send(&body[..]).expect("answered").status().as_u16();
+                let chunked = if method == "post" {
+                    status_of(&raw_exchange(
+                        &app.addr,
+                        &chunked_request(&path, &token, &body),
+                        None,
+                    ))
+                } else {
+                    with_length
+                };
+                for (how, status) in [("Content-Length", with_length), ("chunked", chunked)] {
+                    if size > limit {
+                        assert_eq!(status, 413, "{method} {path} {size} B ({how})");
+                    } else {
+                        assert!(
+                            status != 413 && status < 500,
+                            "{method} {path} {size} B ({how}): {status}"
+                        );
+                    }
+                }
+            }
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    assert!(checked.len() >= 7, "{checked:?}");
+    coopsync_tests::notice(&format!(
+        "body limits: {} operations × (limit−1, limit, limit+1) × (Content-Length, chunked)",
+        checked.len()
+    ));
+}
+
+/// A sync body whose gzip inflates to exactly the decompressed limit is read; one byte
+/// more is 413. 2,000 headers or a 1 MiB header get 431 (actix-http's header buffer bound), not a hang.
+#[test]
+fn inflated_sync_bodies_and_header_floods_get_their_documented_status() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite) else {
+        return;
+    };
+    app.create_user("nat", "national_admin", &[], &[]);
+    let token = app.login("nat").access;
+    let limit = app.settings.sync_decompressed_limit;
+    let auth = format!("Bearer {token}");
+    for (size, expect_413) in [(limit, false), (limit + 1, true)] {
+        let mut body = br#"{"protocol_version":1,"pull":false}"#.to_vec();
+        body.resize(size, b' ');
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&body).unwrap();
+        let (status, body) = post_raw(
+            &app,
+            "/api/v1/sync",
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            enc.finish().unwrap(),
+        );
+        if expect_413 {
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (413, Some("payload_too_large"))
+            );
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let mut many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..2000 {
+        many.extend_from_slice(format!("X-Filler-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let response = raw_exchange(&app.addr, &many, None);
+    assert_eq!(status_of(&response), 431, "2,000 headers: {response}");
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    let response = raw_exchange(&app.addr, huge.as_bytes(), None);
+    assert_eq!(status_of(&response), 431, "a 1 MiB header: {response}");
+    assert_eq!(app.get("/healthz", None).status, 200);
+}
