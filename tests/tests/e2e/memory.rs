@@ -1,0 +1,126 @@
+//! Memory under the largest bodies: 20 uploads at the body limit at once (uncompressed,
+//! and gzip inflating to the decompressed limit) against a real server process; its peak
+//! resident set is read from /proc and must stay under a stated bound.
+
+use std::{path::Path, time::Duration};
+
+use coopsync_tests::{Backend, PASSWORD, TempDir, TestDb, notice};
+
+const UPLOADS: usize = 20;
+
+fn vm_hwm_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A sync body of exactly `size` bytes holding one oversized "change" (hex), as a
+/// broken or hostile client might send: it is read whole, then refused per change.
+fn max_size_push(size: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"protocol_version":1,"encoding":"hex","pull":false,"push":[{{"doc_id":"{}","doc_type":"member","changes":[""#,
+        uuid::Uuid::new_v4()
+    );
+    let tail = r#""]}]}"#;
+    let mut body = head.into_bytes();
+    let hex_len = (size - body.len() - tail.len()) & !1;
+    body.extend(std::iter::repeat_n(b'a', hex_len));
+    body.extend_from_slice(tail.as_bytes());
+    body.resize(size, b' ');
+    body
+}
+
+fn gzip_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = br#"{"protocol_version":1,"pull":false}"#.to_vec();
+    body.resize(inflated, b' ');
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&body).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
+    let Some(db) = TestDb::create(Backend::Sqlite) else {
+        return;
+    };
+    let bin = Path::new(env!("CARGO_BIN_EXE_coopsync-cli"));
+    let dir = TempDir::new();
+    coopsync_tests::process::user_add(
+        bin,
+        &dir.path,
+        &db.url,
+        "mem.admin",
+        PASSWORD,
+        &["--role", "national_admin"],
+    )
+    .unwrap();
+    let (mut child, addr) = coopsync_tests::process::serve(bin, &dir.path, &db.url, "127.0.0.1:0")
+        .expect("server starts");
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build(),
+    );
+    let login: serde_json::Value = agent
+        .post(format!("{addr}/api/v1/auth/login"))
+        .send_json(
+            serde_json::json!({"username": "mem.admin", "password": PASSWORD,
+            "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "mem"}),
+        )
+        .unwrap()
+        .into_body()
+        .read_json()
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let idle = vm_hwm_mb(child.id());
+    let settings = coopsync::config::Settings::default();
+    let plain = max_size_push(settings.sync_body_limit);
+    let bomb = gzip_bomb(settings.sync_decompressed_limit);
+    let barrier = std::sync::Barrier::new(UPLOADS);
+    let statuses: Vec<(u16, u16)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..UPLOADS)
+            .map(|_| {
+                let (agent, addr, token) = (agent.clone(), &addr, &token);
+                let (plain, bomb, barrier) = (&plain, &bomb, &barrier);
+                s.spawn(move || {
+                    let post = |body: &[u8], gzip: bool| {
+                        let mut req = agent
+                            .post(format!("{addr}/api/v1/sync"))
+                            .header("authorization", format!("Bearer {token}"))
+                            .header("content-type", "application/json");
+                        if gzip {
+                            req = req.header("content-encoding", "gzip");
+                        }
+                        req.send(body).expect("answered").status().as_u16()
+                    };
+                    barrier.wait();
+                    (post(plain, false), post(bomb, true))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let peak = vm_hwm_mb(child.id());
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the server survived");
+    for (plain, bomb) in &statuses {
+        assert!(*plain < 500 && *bomb < 500, "{statuses:?}");
+    }
+    notice(&format!(
+        "{UPLOADS} concurrent {} MiB pushes then {} MiB gzip bodies: peak RSS {peak:.0} MB (idle {idle:.0} MB), statuses {:?}",
+        settings.sync_body_limit >> 20,
+        settings.sync_decompressed_limit >> 20,
+        statuses[0]
+    ));
+    // The bound: every upload's body buffered at once (20 × 16 MiB inflated = 320 MiB)
+    // plus the idle server; anything above means a copy per request we did not plan for.
+    let bound = idle + (UPLOADS * settings.sync_decompressed_limit) as f64 / 1_048_576.0 + 64.0;
+    assert!(peak < bound, "peak RSS {peak:.0} MB ≥ bound {bound:.0} MB");
+}
