@@ -143,6 +143,46 @@ impl DocOutcome {
     }
 }
 
+/// The database-free core of a push, for the fuzz targets and their fixtures: decode,
+/// verify and parse each change, order and check them against `base`, and apply what
+/// passes exactly as a push does. Returns the resulting document and how many changes
+/// it took.
+pub fn verify_and_apply(
+    base: &Automerge,
+    encoded: &[String],
+    encoding: ChangeEncoding,
+) -> (Automerge, usize) {
+    let origin = Origin {
+        device_id: String::new(),
+        user_id: String::new(),
+        received_at: NaiveDateTime::default(),
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for (index, text) in encoded.iter().enumerate() {
+        let Some(bytes) = encoding.decode(text) else {
+            continue;
+        };
+        let Ok(hash) = verify_change_chunk(&bytes).map(hex::encode) else {
+            continue;
+        };
+        if candidates.iter().any(|c| c.hash == hash) {
+            continue;
+        }
+        if let Ok(change) = parse_change(&bytes) {
+            candidates.push(Candidate {
+                index: Some(index),
+                hash,
+                bytes,
+                change,
+                origin: origin.clone(),
+            });
+        }
+    }
+    let plan = plan(base, candidates);
+    let (doc, applied, _) = apply_verified(base, plan.ready);
+    (doc, applied.len())
+}
+
 fn parse_change(bytes: &[u8]) -> Result<Change, ChangeError> {
     match catch_unwind(|| Change::try_from(bytes)) {
         Ok(Ok(change)) => Ok(change),

@@ -42,26 +42,6 @@ fn craft(change: &Change, edit: impl FnOnce(&mut automerge::ExpandedChange)) -> 
     Change::from(expanded).raw_bytes().to_vec()
 }
 
-/// Recomputes the checksum so that a mutation reaches the parser instead of stopping at
-/// the checksum check.
-fn fix_checksum(bytes: &mut [u8]) {
-    use sha2::{Digest, Sha256};
-    if bytes.len() < 10 {
-        return;
-    }
-    let mut i = 9;
-    while i < bytes.len() && bytes[i] & 0x80 != 0 {
-        i += 1;
-    }
-    let header_end = (i + 1).min(bytes.len());
-    let mut h = Sha256::new();
-    h.update([bytes[8]]);
-    h.update(&bytes[9..header_end]);
-    h.update(&bytes[header_end..]);
-    let hash = h.finalize();
-    bytes[4..8].copy_from_slice(&hash[..4]);
-}
-
 fn base_doc(actor: &ActorId) -> AutoCommit {
     let mut doc = AutoCommit::new().with_actor(actor.clone());
     doc.put(ROOT, "type", "cooperative").unwrap();
@@ -203,7 +183,7 @@ fn mutated_changes_never_crash_the_server_or_poison_a_document(app: &TestApp) {
                 let pos = 9 + (next() as usize % (bytes.len() - 9));
                 bytes[pos] ^= 1 << (next() % 8);
             }
-            fix_checksum(&mut bytes);
+            sync_protocol::chunk::seal(&mut bytes);
             batch.push(bytes);
         }
         let body = push(&mut t, &doc_id, "cooperative", &batch);
