@@ -1,7 +1,8 @@
-//! Request bodies read with an explicit size limit, a deadline, and bounded gzip
-//! decompression; actix has no body read timeout and `web::Payload` has no limit.
+//! Request bodies read with an explicit size limit, a deadline, bounded gzip
+//! decompression and a server-wide memory budget; actix has no body read timeout and
+//! `web::Payload` has no limit.
 
-use std::{future::Future, io::Read, pin::Pin, time::Duration};
+use std::{future::Future, io::Read, ops::Deref, pin::Pin, sync::Arc, time::Duration};
 
 use actix_web::{
     FromRequest, HttpRequest,
@@ -11,6 +12,7 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{error::ApiError, startup::AppState};
 
@@ -25,12 +27,96 @@ pub struct BodyLimits {
     pub timeout: Duration,
 }
 
-/// Reads the whole body, enforcing the limits, and decompresses `Content-Encoding: gzip`.
+/// How long a request waits for room in the body budget before it gets 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// What a gzip body is first assumed to inflate to, per compressed byte; more is taken
+/// from the budget without waiting, if it is there.
+const GZIP_FIRST_GUESS: usize = 8;
+const MIN_RESERVATION: usize = 64 * 1024;
+
+/// The bytes all request bodies being read or parsed may hold at once. Each request
+/// reserves what it can need before reading (its Content-Length, the wire limit when
+/// chunked, a guess for gzip), waiting in line if the budget is spent, and gives it back
+/// when the parsed request is dropped. A gzip body that inflates past its guess takes
+/// more only if it is free: no request holds part of the budget while waiting for more,
+/// so requests cannot wait on each other forever.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            kib: Arc::new(Semaphore::new(kib(bytes) as usize)),
+        }
+    }
+
+    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(BUDGET_WAIT, self.kib.clone().acquire_many_owned(kib(bytes)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ApiError::ServerBusy {
+                retry_after_secs: 5,
+            })
+    }
+
+    fn grow(&self, reserved: &mut OwnedSemaphorePermit, bytes: usize) -> Result<(), ApiError> {
+        let more = self
+            .kib
+            .clone()
+            .try_acquire_many_owned(kib(bytes))
+            .map_err(|_| ApiError::ServerBusy {
+                retry_after_secs: 5,
+            })?;
+        reserved.merge(more);
+        Ok(())
+    }
+
+    /// Bytes free right now (for tests and metrics).
+    pub fn available(&self) -> usize {
+        self.kib.available_permits() * 1024
+    }
+}
+
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// A body read whole, with its share of the budget: drop it once parsed.
+#[derive(Debug)]
+pub struct Body {
+    bytes: Vec<u8>,
+    _reserved: OwnedSemaphorePermit,
+}
+
+/// A share of the body budget, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation(#[allow(dead_code, reason = "held for its Drop")] OwnedSemaphorePermit);
+
+impl Body {
+    /// The bytes, and the reservation to keep while what was parsed from them lives.
+    pub fn into_parts(self) -> (Vec<u8>, Reservation) {
+        (self.bytes, Reservation(self._reserved))
+    }
+}
+
+impl Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads the whole body, enforcing the limits and the budget, and decompresses
+/// `Content-Encoding: gzip`.
 pub async fn read_body<S, E>(
     req: &HttpRequest,
     payload: &mut S,
     limits: BodyLimits,
-) -> Result<Vec<u8>, ApiError>
+    budget: &BodyBudget,
+) -> Result<Body, ApiError>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -57,8 +143,15 @@ where
             )));
         }
     };
+    let wire = declared.map_or(limits.wire, |len| len as usize);
+    let first = if gzip {
+        wire + (wire * GZIP_FIRST_GUESS).clamp(MIN_RESERVATION, limits.decoded)
+    } else {
+        wire
+    };
+    let mut reserved = budget.reserve(first).await?;
     let collect = async {
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(declared.map_or(0, |len| len as usize));
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the body could not be read: {e}"))
@@ -74,19 +167,35 @@ where
         .await
         .map_err(|_| ApiError::RequestTimeout)??;
     if !gzip {
-        return Ok(body);
+        return Ok(Body {
+            bytes: body,
+            _reserved: reserved,
+        });
     }
+    let corrupt = |_| ApiError::bad_request("invalid_body", "the gzip body is corrupt");
+    let guess = first - wire;
+    let mut decoder = flate2::read::MultiGzDecoder::new(&body[..]);
     let mut decoded = Vec::new();
-    flate2::read::MultiGzDecoder::new(&body[..])
-        .take(limits.decoded as u64 + 1)
+    (&mut decoder)
+        .take(guess as u64 + 1)
         .read_to_end(&mut decoded)
-        .map_err(|_| ApiError::bad_request("invalid_body", "the gzip body is corrupt"))?;
+        .map_err(corrupt)?;
+    if decoded.len() > guess {
+        budget.grow(&mut reserved, limits.decoded.saturating_sub(guess))?;
+        (&mut decoder)
+            .take((limits.decoded + 1 - decoded.len()) as u64)
+            .read_to_end(&mut decoded)
+            .map_err(corrupt)?;
+    }
     if decoded.len() > limits.decoded {
         return Err(ApiError::PayloadTooLarge {
             limit: limits.decoded,
         });
     }
-    Ok(decoded)
+    Ok(Body {
+        bytes: decoded,
+        _reserved: reserved,
+    })
 }
 
 fn is_json(req: &HttpRequest) -> bool {
@@ -149,6 +258,7 @@ async fn read_json<T: DeserializeOwned>(
                     decoded: limit,
                     timeout: state.settings.body_read_timeout(),
                 },
+                &state.body_budget,
             )
             .await?;
             serde_json::from_slice(&body).map_err(|e| {

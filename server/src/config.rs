@@ -75,6 +75,9 @@ pub struct Settings {
     pub sync_body_limit: usize,
     /// Largest sync request body after decompression, in bytes.
     pub sync_decompressed_limit: usize,
+    /// Bytes all request bodies being read and parsed may hold at once; requests beyond
+    /// it wait (up to 10 s, then 503 `server_busy`). Bounds memory under many uploads.
+    pub body_memory_budget: usize,
     pub workers: Option<usize>,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -104,6 +107,7 @@ impl Default for Settings {
             json_body_limit: 64 * 1024,
             sync_body_limit: 4 * 1024 * 1024,
             sync_decompressed_limit: 16 * 1024 * 1024,
+            body_memory_budget: 64 * 1024 * 1024,
             workers: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
@@ -212,6 +216,10 @@ impl Settings {
                     self.sync_decompressed_limit =
                         num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
+                "BODY_MEMORY_BUDGET" => {
+                    self.body_memory_budget =
+                        num(&value)?.try_into().map_err(|_| err("too large"))?
+                }
                 "WORKERS" => {
                     self.workers = Some(num(&value)?.try_into().map_err(|_| err("too large"))?)
                 }
@@ -254,6 +262,12 @@ impl Settings {
         }
         if self.sync_decompressed_limit < self.sync_body_limit {
             return invalid("sync_decompressed_limit must not be below sync_body_limit");
+        }
+        if self.body_memory_budget < self.sync_body_limit + self.sync_decompressed_limit {
+            return invalid(
+                "body_memory_budget must hold at least one largest sync body \
+                 (sync_body_limit + sync_decompressed_limit)",
+            );
         }
         Ok(())
     }
@@ -316,5 +330,22 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_body_budget_must_hold_one_largest_sync_body() {
+        let mut s = Settings::default();
+        assert!(s.validate().is_ok());
+        s.apply_env([(
+            "COOPSYNC_BODY_MEMORY_BUDGET".to_string(),
+            (8 * 1024 * 1024).to_string(),
+        )])
+        .expect("a number");
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("body_memory_budget")
+        );
     }
 }

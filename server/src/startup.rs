@@ -28,6 +28,7 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub hasher: Hasher,
     pub ip_throttle: IpThrottle,
+    pub body_budget: crate::body::BodyBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +102,14 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, Startup
         settings.login_max_failures_per_ip,
         Duration::from_secs(settings.login_failure_window_secs),
     );
+    let body_budget = crate::body::BodyBudget::new(settings.body_memory_budget);
     Ok(AppState {
         settings,
         db,
         jwt,
         hasher,
         ip_throttle,
+        body_budget,
     })
 }
 

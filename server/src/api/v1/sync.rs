@@ -23,7 +23,7 @@ use crate::{
         (status = 408, body = ErrorBody, description = "`request_timeout`"),
         (status = 413, body = ErrorBody, description = "`payload_too_large` (wire or decompressed size)"),
         (status = 415, body = ErrorBody, description = "`unsupported_media_type`"),
-        (status = 503, body = ErrorBody, description = "`database_unavailable`")))]
+        (status = 503, body = ErrorBody, description = "`database_unavailable`, or `server_busy` when the bodies being read fill the body memory budget (retry after `Retry-After`)")))]
 #[post("/sync")]
 pub async fn sync(
     state: web::Data<AppState>,
@@ -40,14 +40,20 @@ pub async fn sync(
             decoded: settings.sync_decompressed_limit,
             timeout: settings.body_read_timeout(),
         },
+        &state.body_budget,
     )
     .await?;
-    let request: SyncRequest = serde_json::from_slice(&body).map_err(|e| {
+    // The parsed request is about as large as the body: it keeps the body's share of
+    // the budget until the push is done, and the raw bytes go at once.
+    let (bytes, reservation) = body.into_parts();
+    let request: SyncRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the sync request is invalid: {e}"))
     })?;
+    drop(bytes);
     let response = state
         .db
         .run(move |conn| crate::sync::handle(conn, &principal, request))
         .await?;
+    drop(reservation);
     Ok(HttpResponse::Ok().json(response))
 }
