@@ -99,7 +99,14 @@ impl SyncClient {
         let id = crate::ids::DocumentId::new().to_string();
         let doc = Automerge::new().with_actor(self.actor());
         self.docs.insert(id.clone(), (doc_type, doc));
-        self.edit(&id, f)?;
+        // The id in the first change makes that change the document's own: one actor
+        // creating two records with the same fields in the same second would otherwise
+        // make byte-identical first changes, which the server keeps only once.
+        let own = id.clone();
+        self.edit(&id, move |tx| {
+            automerge::transaction::Transactable::put(tx, automerge::ROOT, "id", own.as_str())?;
+            f(tx)
+        })?;
         Ok(id)
     }
 
@@ -155,7 +162,12 @@ impl SyncClient {
         let mut batches: Vec<Vec<DocChanges>> = Vec::new();
         let mut current: Vec<DocChanges> = Vec::new();
         let mut size = 0usize;
-        for (id, (doc_type, doc)) in &self.docs {
+        // Cooperatives first, then members, then sessions: when a long week goes up in
+        // several batches, the server learns a cooperative's province before the members
+        // and sessions that take their scope from it.
+        let mut order: Vec<(&String, &(DocType, Automerge))> = self.docs.iter().collect();
+        order.sort_by_key(|(id, (doc_type, _))| (doc_type.push_rank(), *id));
+        for (id, (doc_type, doc)) in order {
             let mut group = DocChanges {
                 doc_id: id.clone(),
                 doc_type: doc_type.as_str().to_string(),

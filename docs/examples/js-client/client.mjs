@@ -54,7 +54,9 @@ class Tablet {
   create(type, fields) {
     const id = randomUUID();
     // A fresh actor per installation: never reuse one after a reinstall.
-    const doc = A.from({ type: S(type), schema_version: 1, ...fields }, { actor: this.actor() });
+    // The id in the first change keeps it unique: two records with the same fields made
+    // in the same second would otherwise have identical first changes (refused).
+    const doc = A.from({ type: S(type), schema_version: 1, id: S(id), ...fields }, { actor: this.actor() });
     this.docs.set(id, { type, doc });
     return id;
   }

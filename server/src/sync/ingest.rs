@@ -54,7 +54,8 @@ struct Candidate {
 pub struct Batch {
     /// Change rows waiting for sequence numbers, allocated once at the end.
     rows: Vec<ChangeRow>,
-    seen: HashSet<String>,
+    /// Hashes applied in this request, with their document.
+    seen: HashMap<String, String>,
     /// Origins of changes applied in this request (not yet in the change log).
     pub origins: HashMap<String, Origin>,
 }
@@ -183,6 +184,17 @@ pub fn verify_and_apply(
     (doc, applied.len())
 }
 
+/// The same change bytes pushed for a second document: two documents created by one
+/// installation with the same actor, second and fields have identical first changes.
+/// The change log keeps a change once, so the second document could never be built.
+fn collision() -> ChangeError {
+    ChangeError::Rejected(
+        "this exact change is already stored for another document; write something of the \
+         document's own (such as its id) in its first change"
+            .into(),
+    )
+}
+
 fn parse_change(bytes: &[u8]) -> Result<Change, ChangeError> {
     match catch_unwind(|| Change::try_from(bytes)) {
         Ok(Ok(change)) => Ok(change),
@@ -239,9 +251,27 @@ fn ingest_document(
                 continue;
             }
         };
-        if batch.seen.contains(&hash) || incoming.iter().any(|c| c.hash == hash) {
-            out.result.duplicates += 1;
-            continue;
+        match batch.seen.get(&hash) {
+            Some(doc) if *doc != group.doc_id.to_ascii_lowercase() => {
+                out.reject(
+                    principal,
+                    group,
+                    Some(index),
+                    Some(hash),
+                    Some(bytes),
+                    &collision(),
+                );
+                continue;
+            }
+            Some(_) => {
+                out.result.duplicates += 1;
+                continue;
+            }
+            None if incoming.iter().any(|c| c.hash == hash) => {
+                out.result.duplicates += 1;
+                continue;
+            }
+            None => {}
         }
         match parse_change(&bytes) {
             Ok(change) => incoming.push(Candidate {
@@ -277,13 +307,22 @@ fn ingest_document(
     let hashes: Vec<String> = incoming.iter().map(|c| c.hash.clone()).collect();
     let mut known = store::known_hashes(conn, &hashes)?;
     known.extend(store::pending_hashes(conn, &hashes)?);
-    incoming.retain(|c| {
-        let dup = known.contains(&c.hash);
-        if dup {
-            out.result.duplicates += 1;
+    let mut fresh = Vec::with_capacity(incoming.len());
+    for c in incoming {
+        match known.get(&c.hash) {
+            None => fresh.push(c),
+            Some(doc) if *doc == doc_id => out.result.duplicates += 1,
+            Some(_) => out.reject(
+                principal,
+                group,
+                c.index,
+                Some(c.hash),
+                Some(c.bytes),
+                &collision(),
+            ),
         }
-        !dup
-    });
+    }
+    let incoming = fresh;
 
     // Actor ids are bound to the device that first used them.
     let actor_ids: Vec<String> = incoming
@@ -317,6 +356,7 @@ fn ingest_document(
         } else if !principal
             .actor()
             .sees(row.province_code.as_deref(), row.cooperative_id.as_deref())
+            && !awaits_cooperative(conn, row)?
         {
             Some(ChangeError::OutOfScope)
         } else {
@@ -370,10 +410,20 @@ fn ingest_document(
         let error = match doc_type_of(&doc) {
             Some(t) if t == doc_type => {
                 let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
-                (!principal
+                let visible = principal
                     .actor()
-                    .sees(province.as_deref(), cooperative.as_deref()))
-                .then_some(ChangeError::OutOfScope)
+                    .sees(province.as_deref(), cooperative.as_deref());
+                // A new member of a cooperative the server has not received yet (it is in
+                // a later batch of the same week offline) is kept; its scope follows
+                // when the cooperative arrives (`store::rescope_members`).
+                let awaits_cooperative = doc_type == DocType::Member
+                    && row.is_none()
+                    && province.is_none()
+                    && match cooperative.as_deref() {
+                        Some(c) => !store::document_exists(conn, c)?,
+                        None => false,
+                    };
+                (!visible && !awaits_cooperative).then_some(ChangeError::OutOfScope)
             }
             Some(t) => Some(ChangeError::WrongDocumentType {
                 expected: doc_type.as_str().to_string(),
@@ -441,7 +491,7 @@ fn ingest_document(
                     principal,
                 )?;
             }
-            batch.seen.insert(c.hash.clone());
+            batch.seen.insert(c.hash.clone(), doc_id.clone());
             batch.origins.insert(c.hash.clone(), c.origin.clone());
             batch.rows.push(ChangeRow {
                 seq: 0,
@@ -474,6 +524,9 @@ fn ingest_document(
             updated_at: at,
         };
         store::save_document(conn, &doc_row, row.is_some())?;
+        if let (DocType::Cooperative, Some(p)) = (doc_type, &doc_row.province_code) {
+            store::rescope_members(conn, &doc_id, p)?;
+        }
         projection::project(conn, &doc_id, doc_type, &doc)?;
         conflicts::record(conn, &doc_id, &doc, &batch.origins)?;
     }
@@ -482,6 +535,17 @@ fn ingest_document(
 
 /// Binds a new actor to the sending device, once: `owners` holds every actor already
 /// bound (loaded for this document's changes, then extended here).
+/// A member stored before its cooperative reached the server: it has no province yet,
+/// so scope cannot be decided; it stays editable until the cooperative arrives.
+fn awaits_cooperative(conn: &mut DbConnection, row: &store::DocumentRow) -> Result<bool, ApiError> {
+    Ok(row.doc_type == DocType::Member.as_str()
+        && row.province_code.is_none()
+        && match row.cooperative_id.as_deref() {
+            Some(c) => !store::document_exists(conn, c)?,
+            None => false,
+        })
+}
+
 fn bind_actor_once(
     conn: &mut DbConnection,
     actor: &str,

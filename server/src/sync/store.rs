@@ -1,7 +1,7 @@
 //! Database access for sync: documents and their locks, the change log and its sequence
 //! counter, held and quarantined changes, actor ownership.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -91,6 +91,32 @@ pub fn find_document(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Do
         .optional()
 }
 
+pub fn document_exists(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(documents::table.find(id))).get_result(conn)
+}
+
+/// Gives the members of `cooperative` its province as their scope. A member pushed
+/// before its cooperative (another batch of a long offline week) was stored without
+/// one, and province-scoped devices and admins would never see it.
+pub fn rescope_members(
+    conn: &mut DbConnection,
+    cooperative: &str,
+    province: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        documents::table
+            .filter(documents::doc_type.eq("member"))
+            .filter(documents::cooperative_id.eq(cooperative))
+            .filter(
+                documents::province_code
+                    .is_null()
+                    .or(documents::province_code.ne(province)),
+            ),
+    )
+    .set(documents::province_code.eq(province))
+    .execute(conn)
+}
+
 pub fn save_document(conn: &mut DbConnection, row: &DocumentRow, exists: bool) -> QueryResult<()> {
     if exists {
         diesel::update(documents::table.find(&row.id))
@@ -105,28 +131,34 @@ pub fn save_document(conn: &mut DbConnection, row: &DocumentRow, exists: bool) -
 }
 
 /// Which of `hashes` are already in the change log.
-pub fn known_hashes(conn: &mut DbConnection, hashes: &[String]) -> QueryResult<HashSet<String>> {
-    let mut out = HashSet::new();
+pub fn known_hashes(
+    conn: &mut DbConnection,
+    hashes: &[String],
+) -> QueryResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
     for chunk in hashes.chunks(500) {
         out.extend(
             changes::table
                 .filter(changes::hash.eq_any(chunk))
-                .select(changes::hash)
-                .load::<String>(conn)?,
+                .select((changes::hash, changes::document_id))
+                .load::<(String, String)>(conn)?,
         );
     }
     Ok(out)
 }
 
 /// Which of `hashes` are held as pending.
-pub fn pending_hashes(conn: &mut DbConnection, hashes: &[String]) -> QueryResult<HashSet<String>> {
-    let mut out = HashSet::new();
+pub fn pending_hashes(
+    conn: &mut DbConnection,
+    hashes: &[String],
+) -> QueryResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
     for chunk in hashes.chunks(500) {
         out.extend(
             pending_changes::table
                 .filter(pending_changes::hash.eq_any(chunk))
-                .select(pending_changes::hash)
-                .load::<String>(conn)?,
+                .select((pending_changes::hash, pending_changes::document_id))
+                .load::<(String, String)>(conn)?,
         );
     }
     Ok(out)

@@ -34,6 +34,16 @@ pub enum DocType {
 }
 
 impl DocType {
+    /// Order in which a client pushes documents: what others take their scope from
+    /// goes first.
+    pub fn push_rank(self) -> u8 {
+        match self {
+            DocType::Cooperative => 0,
+            DocType::Member => 1,
+            DocType::TrainingSession => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DocType::Cooperative => "cooperative",

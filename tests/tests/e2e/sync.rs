@@ -637,7 +637,136 @@ fn unsupported_version_and_bad_cursor_get_clear_errors(app: &TestApp) {
     );
 }
 
+/// A long offline week goes up in several batches, documents in id order: a member can
+/// arrive before its cooperative. It must still be visible to its province.
+fn a_member_pushed_before_its_cooperative_is_visible_to_the_province(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Arrives second");
+    let member = a.add_member(&coop, "Arrives first", "female");
+    let (status, body) = a.transport.post(&raw_push(
+        &member,
+        "member",
+        change_bytes(&a, &member).iter().map(|c| b64(c)).collect(),
+    ));
+    assert_eq!(
+        (status, body["push"][0]["applied"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let (status, _) = a.transport.post(&raw_push(
+        &coop,
+        "cooperative",
+        change_bytes(&a, &coop).iter().map(|c| b64(c)).collect(),
+    ));
+    assert_eq!(status, 200);
+    b.sync();
+    assert!(b.client.doc(&coop).is_some(), "b has the cooperative");
+    assert!(
+        b.client.doc(&member).is_some(),
+        "b has the member that came first"
+    );
+    app.create_user("prov07", "provincial_admin", &["07"], &[]);
+    let r = app.get("/api/v1/exports/members", Some(&app.login("prov07").access));
+    assert_eq!(r.status, 200);
+    assert!(
+        String::from_utf8_lossy(&r.raw).contains(&member),
+        "in the province's export"
+    );
+}
+
+/// A week offline pushed in many small batches (a slow link): every change arrives, and
+/// another tablet of the province ends with the same documents.
+fn a_long_week_in_small_batches_arrives_whole(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    coopsync_tests::slowlink::week_of_work(&mut a, 32 * 1024);
+    let total: usize = a
+        .client
+        .docs()
+        .map(|(_, (_, d))| d.get_changes(&[]).len())
+        .sum();
+    a.client.batch_bytes = 16 * 1024;
+    let report = a.sync();
+    assert!(report.requests > 2, "{report:?}");
+    let mut conn = app.db.connect();
+    let stored: i64 = changes::table.count().get_result(&mut conn).unwrap();
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!((stored as usize, held), (total, 0), "{report:?}");
+    b.sync();
+    for (id, _) in a.client.docs() {
+        assert_eq!(b.heads(id), a.heads(id), "{id}");
+    }
+}
+
+/// Two documents whose first changes are byte-identical (same actor, second and fields:
+/// a client that does not write the id) cannot both be built from a log that keeps a
+/// change once; the second is refused with a message that says why, never silently
+/// counted as a duplicate.
+fn identical_first_changes_in_two_documents_are_refused_not_swallowed(app: &TestApp) {
+    use automerge::{
+        ActorId, Automerge,
+        transaction::{CommitOptions, Transactable},
+    };
+    let (mut a, _) = two_enumerators(app);
+    let actor = ActorId::random();
+    let first_change = || {
+        let mut doc = Automerge::new().with_actor(actor.clone());
+        doc.transact_with(
+            |_| CommitOptions::default().with_time(1_795_000_000),
+            |tx| {
+                tx.put(automerge::ROOT, "type", "cooperative")?;
+                tx.put(automerge::ROOT, "schema_version", 1)?;
+                tx.put(automerge::ROOT, "province_code", "07")
+            },
+        )
+        .unwrap();
+        b64(doc.get_changes(&[])[0].raw_bytes())
+    };
+    let (one, two) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    assert_eq!(first_change(), first_change(), "the same bytes");
+    let (status, body) = a
+        .transport
+        .post(&raw_push(&one, "cooperative", vec![first_change()]));
+    assert_eq!(
+        (status, body["push"][0]["applied"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    for _ in 0..2 {
+        let (status, body) = a
+            .transport
+            .post(&raw_push(&two, "cooperative", vec![first_change()]));
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["push"][0]["errors"][0]["code"], "rejected_change",
+            "{body}"
+        );
+        assert!(
+            body["push"][0]["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("another document")
+        );
+    }
+    let (status, body) = a
+        .transport
+        .post(&raw_push(&one, "cooperative", vec![first_change()]));
+    assert_eq!(
+        (status, body["push"][0]["duplicates"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+}
+
 dual_backend_tests!(
+    identical_first_changes_in_two_documents_are_refused_not_swallowed,
+    a_long_week_in_small_batches_arrives_whole,
+    a_member_pushed_before_its_cooperative_is_visible_to_the_province,
     two_tablets_take_attendance_offline_a_then_b,
     two_tablets_take_attendance_offline_b_then_a,
     same_field_on_two_tablets_is_one_conflict_with_both_authors,
