@@ -34,6 +34,7 @@ pub use coopsync;
 pub mod bench;
 pub mod process;
 pub mod sim;
+pub mod slowlink;
 pub mod tablet;
 
 /// Signing key used by test servers, so the token battery can forge tokens with it.

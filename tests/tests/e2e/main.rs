@@ -22,5 +22,6 @@ mod memory;
 mod openapi;
 mod replay;
 mod schema;
+mod slowlink;
 mod sync;
 mod tokens;
