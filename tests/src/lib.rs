@@ -255,6 +255,15 @@ impl TestApp {
         Resp::from(req.call())
     }
 
+    /// POSTs raw bytes with the given headers, for bodies the JSON helpers cannot make.
+    pub fn post_bytes(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut req = self.agent.post(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Resp::from(req.send(body))
+    }
+
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
         self.send("POST", path, token, body)
     }

@@ -51,14 +51,12 @@ fn change_apply(data: &[u8]) -> (Vec<String>, usize) {
 }
 
 fn post_raw(app: &TestApp, token: &str, body: &[u8]) -> u16 {
-    app.agent
-        .post(app.url("/api/v1/sync"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .send(body)
-        .expect("the server answers (no dropped connection)")
-        .status()
-        .as_u16()
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    app.post_bytes("/api/v1/sync", &headers, body).status
 }
 
 fn fuzz_fixtures_replay_without_panics_or_server_errors(app: &TestApp) {

@@ -10,14 +10,8 @@ fn post_raw(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
-    let mut req = app.agent.post(app.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send(&body[..]).expect("request");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().read_to_vec().unwrap_or_default();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
+    let r = app.post_bytes(path, headers, &body);
+    (r.status, r.body)
 }
 
 #[test]
