@@ -220,6 +220,16 @@ impl From<diesel::result::Error> for ApiError {
                 diesel::result::DatabaseErrorKind::ClosedConnection,
                 _,
             ) => Self::DatabaseUnavailable,
+            // SQLite's write lock stayed taken past busy_timeout: the server is
+            // overloaded, the request is safe to repeat later.
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().contains("database is locked")
+                    || info.message().contains("database is busy") =>
+            {
+                Self::ServerBusy {
+                    retry_after_secs: 5,
+                }
+            }
             other => Self::Database(other),
         }
     }

@@ -25,6 +25,8 @@ pub struct HttpTransport {
     /// When set, every push the server answered with 200 is kept here (pull off, no
     /// cursor), so the same stream can be replayed into another server.
     pub recorded: Option<Vec<SyncRequest>>,
+    /// Requests repeated after `503` (server busy).
+    pub busy_retries: usize,
 }
 
 impl HttpTransport {
@@ -42,6 +44,7 @@ impl HttpTransport {
             bytes_down: 0,
             server_ms: 0.0,
             recorded: None,
+            busy_retries: 0,
         }
     }
 
@@ -102,7 +105,19 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     type Error = String;
     fn sync(&mut self, request: &SyncRequest) -> Result<SyncResponse, String> {
-        let (status, body) = self.try_post(request)?;
+        // As a real tablet does (docs/sync-protocol.md): a busy server answers 503 with
+        // Retry-After and the same request is repeated; shortened here to keep tests fast.
+        let mut busy = 0;
+        let (status, body) = loop {
+            match self.try_post(request)? {
+                (503, _) if busy < 30 => {
+                    busy += 1;
+                    self.busy_retries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                other => break other,
+            }
+        };
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
         }
