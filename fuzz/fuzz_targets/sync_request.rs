@@ -7,7 +7,15 @@ use coopsync::sync::ingest::verify_and_apply;
 use libfuzzer_sys::fuzz_target;
 use sync_protocol::messages::SyncRequest;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: {
+        // automerge 0.12 panics on some crafted changes; the server catches those
+        // (`catch_unwind` around apply) and refuses the change. libFuzzer's own hook
+        // would abort on them even though they are caught; a panic that escapes still
+        // aborts the run through libfuzzer-sys.
+        std::panic::set_hook(Box::new(|_| {}));
+    },
+    |data: &[u8]| {
     let Ok(request) = serde_json::from_slice::<SyncRequest>(data) else {
         return;
     };
@@ -19,4 +27,5 @@ fuzz_target!(|data: &[u8]| {
         );
         let _ = doc.save();
     }
-});
+    }
+);
