@@ -316,7 +316,7 @@ fn exports_and_pulls_hold_exactly_the_callers_scope(app: &TestApp) {
     }
 }
 
-fn every_export_sync_and_quarantine_has_exactly_one_audit_row(app: &TestApp) {
+fn every_event_has_exactly_one_audit_row(app: &TestApp) {
     app.create_user("nat", "national_admin", &[], &[]);
     app.create_user("enum07", "enumerator", &["07"], &[]);
     let nat = app.login("nat").access;
@@ -328,6 +328,59 @@ fn every_export_sync_and_quarantine_has_exactly_one_audit_row(app: &TestApp) {
     let r = app.get("/api/v1/exports/members", Some(&app.login("enum07").access));
     assert_eq!(r.status, 403);
     assert_eq!(audit_count(app, "export") - exports, DATASETS.len() as i64);
+
+    // Every admin action and session event: exactly one row each.
+    let target = app.login("enum07");
+    let id = target.user_id.clone();
+    let actions: [(&str, &str, String, serde_json::Value); 6] = [
+        (
+            "user.update",
+            "PATCH",
+            format!("/api/v1/users/{id}"),
+            serde_json::json!({"full_name": "Srey Mom"}),
+        ),
+        (
+            "user.assignments",
+            "PUT",
+            format!("/api/v1/users/{id}/assignments"),
+            serde_json::json!({"provinces": ["07"], "cooperatives": []}),
+        ),
+        (
+            "user.reset_password",
+            "POST",
+            format!("/api/v1/users/{id}/password"),
+            serde_json::json!({"password": coopsync_tests::PASSWORD}),
+        ),
+        (
+            "device.revoke",
+            "POST",
+            format!("/api/v1/devices/{}/revoke", target.device_id),
+            serde_json::json!({}),
+        ),
+        (
+            "auth.refresh",
+            "POST",
+            "/api/v1/auth/refresh".into(),
+            serde_json::json!({"refresh_token": app.login("nat").refresh}),
+        ),
+        (
+            "auth.logout",
+            "POST",
+            "/api/v1/auth/logout".into(),
+            serde_json::json!({}),
+        ),
+    ];
+    for (action, method, path, body) in actions {
+        let before = audit_count(app, action);
+        let token = if action == "auth.refresh" {
+            None
+        } else {
+            Some(nat.as_str())
+        };
+        let r = app.send(method, &path, token, &body);
+        assert!(r.status < 300, "{action}: {} {}", r.status, r.body);
+        assert_eq!(audit_count(app, action) - before, 1, "{action}");
+    }
 
     // Each request of a sync (push, pull, or both) is one `sync` row; a replay of a
     // batch is a request too; a quarantined change adds its own row.
@@ -360,7 +413,7 @@ fn every_export_sync_and_quarantine_has_exactly_one_audit_row(app: &TestApp) {
 
 dual_backend_tests!(
     exports_and_pulls_hold_exactly_the_callers_scope,
-    every_export_sync_and_quarantine_has_exactly_one_audit_row,
+    every_event_has_exactly_one_audit_row,
 );
 
 fn set_up_users(app: &TestApp) {
