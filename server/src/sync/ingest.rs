@@ -527,7 +527,13 @@ fn ingest_document(
         if let (DocType::Cooperative, Some(p)) = (doc_type, &doc_row.province_code) {
             store::rescope_members(conn, &doc_id, p)?;
         }
-        projection::project(conn, &doc_id, doc_type, &doc)?;
+        let dependents = match &row {
+            None => true,
+            Some(old) => {
+                doc_type == DocType::Cooperative && old.province_code != doc_row.province_code
+            }
+        };
+        projection::project(conn, &doc_id, doc_type, &doc, dependents)?;
         conflicts::record(conn, &doc_id, &doc, &batch.origins)?;
     }
     finish(conn, principal, group, out)

@@ -76,12 +76,17 @@ fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
         .map(|d| d.naive_utc())
 }
 
-/// Writes the document's rows and its flags.
+/// Writes the document's rows and its flags. `dependents` asks for the cross-record
+/// flags of the records that point at this one to be recomputed too: needed only when
+/// the document is new (they may have pointed at a record the server did not know) or a
+/// cooperative changed province; an ordinary edit cannot change them, and skipping them
+/// keeps an edit's cost independent of how many sessions a member attended.
 pub fn project(
     conn: &mut DbConnection,
     doc_id: &str,
     doc_type: DocType,
     doc: &Automerge,
+    dependents: bool,
 ) -> Result<(), ApiError> {
     let at = now();
     let findings = match doc_type {
@@ -180,7 +185,9 @@ pub fn project(
         .execute(conn)?;
     insert_flags(conn, doc_id, &findings)?;
     refresh_cross_flags(conn, doc_id, doc_type)?;
-    refresh_dependents(conn, doc_id, doc_type)?;
+    if dependents {
+        refresh_dependents(conn, doc_id, doc_type)?;
+    }
     Ok(())
 }
 
@@ -367,7 +374,7 @@ pub fn rebuild(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ApiError::internal(format!("change log entry does not parse: {e}")))?;
             doc.apply_changes(changes).map_err(ApiError::internal)?;
-            project(conn, id, *doc_type, &doc)?;
+            project(conn, id, *doc_type, &doc, true)?;
             super::conflicts::record(conn, id, &doc, &Default::default())?;
             progress(i + 1, total);
         }
