@@ -277,33 +277,13 @@ fn payload(client: &SyncClient) -> usize {
 }
 
 /// A transport that counts failures and re-sends of changes whose acknowledgement the
-/// tablet already received, and renews the access token when it expires.
+/// tablet already received (the inner transport renews an expired token).
 struct Counting<'a> {
     http: &'a mut HttpTransport,
-    base: String,
-    refresh: String,
     acked: HashSet<[u8; 32]>,
     requests: u64,
     failed: u64,
     resent_acknowledged: u64,
-}
-
-impl Counting<'_> {
-    fn renew(&mut self) {
-        let r = self
-            .http
-            .agent
-            .post(format!("{}/api/v1/auth/refresh", self.base))
-            .send_json(serde_json::json!({ "refresh_token": self.refresh }));
-        if let Ok(r) = r
-            && r.status().as_u16() == 200
-            && let Ok(body) = r.into_body().read_json::<serde_json::Value>()
-        {
-            let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
-            self.http.token = field("access_token");
-            self.refresh = field("refresh_token");
-        }
-    }
 }
 
 impl Transport for Counting<'_> {
@@ -326,9 +306,6 @@ impl Transport for Counting<'_> {
             }
             Err(e) => {
                 self.failed += 1;
-                if e.starts_with("HTTP 401") {
-                    self.renew();
-                }
                 Err(e)
             }
         }
@@ -370,11 +347,8 @@ pub fn tablet(
     // Small batches on a slow link: a batch must arrive within the server's body timeout.
     t.client.batch_bytes = 16 * 1024;
     let synced = Instant::now();
-    let refresh = t.session.refresh.clone();
     let mut counting = Counting {
         http: &mut t.transport,
-        base: base.trim_end_matches('/').to_string(),
-        refresh,
         acked: HashSet::new(),
         requests: 0,
         failed: 0,

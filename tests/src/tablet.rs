@@ -27,6 +27,9 @@ pub struct HttpTransport {
     pub recorded: Option<Vec<SyncRequest>>,
     /// Requests repeated after `503` (server busy).
     pub busy_retries: usize,
+    /// When set, an expired access token is renewed with it (as a tablet does between
+    /// long syncs) and the request repeated.
+    pub refresh_token: Option<String>,
 }
 
 impl HttpTransport {
@@ -45,6 +48,39 @@ impl HttpTransport {
             server_ms: 0.0,
             recorded: None,
             busy_retries: 0,
+            refresh_token: None,
+        }
+    }
+
+    /// Exchanges the refresh token for a new pair; false if there is none or it failed.
+    pub fn renew(&mut self) -> bool {
+        let Some(refresh) = self.refresh_token.clone() else {
+            return false;
+        };
+        let url = self.url.replace("/api/v1/sync", "/api/v1/auth/refresh");
+        let Ok(r) = self
+            .agent
+            .post(url)
+            .send_json(serde_json::json!({ "refresh_token": refresh }))
+        else {
+            return false;
+        };
+        if r.status().as_u16() != 200 {
+            return false;
+        }
+        let Ok(body) = r.into_body().read_json::<serde_json::Value>() else {
+            return false;
+        };
+        match (
+            body["access_token"].as_str(),
+            body["refresh_token"].as_str(),
+        ) {
+            (Some(access), Some(refresh)) => {
+                self.token = access.to_string();
+                self.refresh_token = Some(refresh.to_string());
+                true
+            }
+            _ => false,
         }
     }
 
@@ -110,6 +146,7 @@ impl Transport for HttpTransport {
         let mut busy = 0;
         let (status, body) = loop {
             match self.try_post(request)? {
+                (401, body) if body["error"]["code"] == "token_expired" && self.renew() => {}
                 (503, _) if busy < 30 => {
                     busy += 1;
                     self.busy_retries += 1;
@@ -145,7 +182,8 @@ pub struct Tablet {
 impl Tablet {
     pub fn new(app: &TestApp, username: &str) -> Self {
         let session = app.login(username);
-        let transport = HttpTransport::new(app, &session.access);
+        let mut transport = HttpTransport::new(app, &session.access);
+        transport.refresh_token = Some(session.refresh.clone());
         Self {
             session,
             client: SyncClient::with_actor(automerge::ActorId::random()),
@@ -182,7 +220,8 @@ impl Tablet {
             user_id: field("user_id"),
             device_id: field("device_id"),
         };
-        let transport = HttpTransport::to(agent.clone(), base, &session.access);
+        let mut transport = HttpTransport::to(agent.clone(), base, &session.access);
+        transport.refresh_token = Some(session.refresh.clone());
         Ok(Self {
             session,
             client: SyncClient::with_actor(automerge::ActorId::random()),

@@ -233,7 +233,27 @@ fn expired_token_says_token_expired_so_the_client_refreshes(app: &TestApp) {
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
 }
 
+/// A tablet whose access token expired between syncs renews it with its refresh token
+/// and carries on (the sync loop of docs/sync-protocol.md).
+fn a_tablet_renews_an_expired_token_and_its_sync_completes(app: &TestApp) {
+    let user = app.create_user("slow.tablet", "enumerator", &["07"], &[]);
+    let mut t = coopsync_tests::tablet::Tablet::new(app, "slow.tablet");
+    let coop = t.create_cooperative("07", "Expires");
+    t.sync();
+    let mut c = claims(&user, &t.session.device_id);
+    c["exp"] = json!(now() - 300);
+    c["iat"] = json!(now() - 1200);
+    c["nbf"] = json!(now() - 1200);
+    let expired = forge(Algorithm::HS256, Some("at+jwt"), &c);
+    t.transport.token = expired.clone();
+    t.set(&coop, "village", "Later");
+    let report = t.sync();
+    assert_eq!((report.pushed, report.rejected), (1, 0));
+    assert_ne!(t.transport.token, expired, "the access token was renewed");
+}
+
 dual_backend_tests!(
     every_bad_token_gets_401_on_every_protected_route,
     expired_token_says_token_expired_so_the_client_refreshes,
+    a_tablet_renews_an_expired_token_and_its_sync_completes,
 );
