@@ -58,16 +58,25 @@ impl HttpTransport {
             return false;
         };
         let url = self.url.replace("/api/v1/sync", "/api/v1/auth/refresh");
-        let Ok(r) = self
-            .agent
-            .post(url)
-            .send_json(serde_json::json!({ "refresh_token": refresh }))
-        else {
-            return false;
+        // A busy server (503) is asked again, as for a sync request.
+        let mut attempts = 0;
+        let r = loop {
+            let Ok(r) = self
+                .agent
+                .post(&url)
+                .send_json(serde_json::json!({ "refresh_token": refresh }))
+            else {
+                return false;
+            };
+            match r.status().as_u16() {
+                200 => break r,
+                503 if attempts < 30 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                _ => return false,
+            }
         };
-        if r.status().as_u16() != 200 {
-            return false;
-        }
         let Ok(body) = r.into_body().read_json::<serde_json::Value>() else {
             return false;
         };
