@@ -35,15 +35,9 @@ add_user() {
 add_user fuzz.national --role national_admin
 add_user fuzz.provincial --role provincial_admin --province 07
 add_user fuzz.enumerator --role enumerator --province 07
-(cd "$work" && COOPSYNC_LOG=info exec "$bin" serve --bind 127.0.0.1:0 2> server.log) &
-server_pid=$!
-addr=""
-for _ in $(seq 1 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" 2>/dev/null | head -n 1 | sed 's/listening on //') || true
-    [ -n "$addr" ] && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "server did not start"; cat "$work/server.log"; exit 1; }
+# shellcheck source=scripts/serve-lib.sh
+. "$root/scripts/serve-lib.sh"
+serve_in "$work" "$bin" info
 
 token() {
     curl -sf -X POST "$addr/api/v1/auth/login" -H 'content-type: application/json' \
