@@ -3,6 +3,7 @@
 
 pub mod models;
 pub mod schema;
+mod write_gate;
 
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use crate::error::ApiError;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// How long a SQLite writer waits for the write lock, in this process's queue and then
+/// for other processes, before the request is answered `503 server_busy`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A connection to either backend; queries are written once against it.
 #[derive(diesel::MultiConnection)]
@@ -83,7 +88,7 @@ impl ConnectionFactory {
                 // WAL lets readers run beside the writer; FULL makes every commit durable
                 // across power loss, which a laptop in a provincial office will see.
                 for pragma in [
-                    "PRAGMA busy_timeout = 15000",
+                    &format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis()),
                     "PRAGMA journal_mode = WAL",
                     "PRAGMA synchronous = FULL",
                     "PRAGMA foreign_keys = ON",
@@ -216,14 +221,24 @@ pub fn revert_all_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupEr
 
 /// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, so the
 /// write lock is taken (waiting up to the busy timeout) before any read: a deferred
-/// transaction that reads first and upgrades later fails at once with SQLITE_BUSY.
+/// transaction that reads first and upgrades later fails at once with SQLITE_BUSY. Before
+/// that, writers of this process wait their turn in arrival order (`write_gate`).
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    // Dropped after commit or rollback, letting the next writer in line go.
+    let mut _turn = None;
     match conn {
         DbConnection::Sqlite(c) => {
+            if let Some(file) = sqlite_file(c)? {
+                _turn = Some(
+                    write_gate::gate_for(&file)
+                        .enter(SQLITE_BUSY_TIMEOUT)
+                        .ok_or_else(locked)?,
+                );
+            }
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
         }
         DbConnection::Postgresql(c) => {
@@ -244,9 +259,34 @@ where
     }
 }
 
-/// UTC now without a zone, the form every timestamp column stores.
-/// The current UTC time at microsecond precision: what PostgreSQL keeps, so that both
-/// backends store (and export) the same value.
+/// The file behind a SQLite connection; `None` for an in-memory database, which no other
+/// connection shares.
+fn sqlite_file(c: &mut SqliteConnection) -> Result<Option<String>, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Attached {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file: String,
+    }
+    let attached: Vec<Attached> = diesel::sql_query("PRAGMA database_list").load(c)?;
+    Ok(attached
+        .into_iter()
+        .find(|a| a.name == "main" && !a.file.is_empty())
+        .map(|a| a.file))
+}
+
+/// The error SQLite gives when its own wait for the write lock runs out; the same
+/// stable answer (`503 server_busy`) for a wait that ran out in this process's queue.
+fn locked() -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::Unknown,
+        Box::new("database is locked (write queue)".to_string()),
+    )
+}
+
+/// UTC now without a zone, the form every timestamp column stores, at microsecond
+/// precision: what PostgreSQL keeps, so that both backends store (and export) the same value.
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::{DurationRound, TimeDelta};
     let t = chrono::Utc::now().naive_utc();
