@@ -21,6 +21,7 @@ use sync_protocol::{
 
 use super::{
     conflicts, projection,
+    pull::{ScopeMove, backfill_entered},
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
 };
 use crate::{
@@ -524,9 +525,32 @@ fn ingest_document(
             updated_at: at,
         };
         store::save_document(conn, &doc_row, row.is_some())?;
-        if let (DocType::Cooperative, Some(p)) = (doc_type, &doc_row.province_code) {
-            store::rescope_members(conn, &doc_id, p)?;
+        // Devices that already pulled past a document's changes would never get it when
+        // it enters their scope later: its whole history goes on their backfill list.
+        let mut moves = Vec::new();
+        if let Some(old) = &row
+            && (old.province_code != doc_row.province_code
+                || old.cooperative_id != doc_row.cooperative_id)
+        {
+            moves.push(ScopeMove {
+                doc_id: doc_id.clone(),
+                before: (old.province_code.clone(), old.cooperative_id.clone()),
+                after: (
+                    doc_row.province_code.clone(),
+                    doc_row.cooperative_id.clone(),
+                ),
+            });
         }
+        if let (DocType::Cooperative, Some(p)) = (doc_type, &doc_row.province_code) {
+            for (member, before) in store::rescope_members(conn, &doc_id, p)? {
+                moves.push(ScopeMove {
+                    doc_id: member,
+                    before: (before, Some(doc_id.clone())),
+                    after: (Some(p.clone()), Some(doc_id.clone())),
+                });
+            }
+        }
+        backfill_entered(conn, &moves)?;
         let dependents = match &row {
             None => true,
             Some(old) => {

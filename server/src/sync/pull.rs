@@ -1,8 +1,9 @@
 //! Pull: the changes in the device's scope that it lacks, by an opaque cursor (the last
 //! server sequence number it has seen), paged by a byte budget, without echoing the
 //! device's own changes. When the device's scope grows, the newly visible documents'
-//! whole history is sent (a per-device backfill list); when it shrinks, the device is told
-//! which documents left.
+//! whole history is sent (a per-device backfill list), as it is when a document enters
+//! the scope of devices that already pulled past its changes; when the device's scope
+//! shrinks, the device is told which documents left.
 
 use std::collections::BTreeSet;
 
@@ -190,21 +191,97 @@ fn reconcile_scope(
     })
 }
 
+/// Takes the documents just sent off the device's backfill list. Read again inside the
+/// write: a push may have added documents since this pull read the list.
 fn save_backfill(
     conn: &mut DbConnection,
     device_id: &str,
-    backfill: &[String],
+    served: &BTreeSet<String>,
 ) -> Result<(), ApiError> {
-    let json = serde_json::to_string(backfill).map_err(ApiError::internal)?;
     write_transaction(conn, |conn| {
+        let stored: Option<String> = device_sync_state::table
+            .find(device_id)
+            .select(device_sync_state::backfill)
+            .first(conn)
+            .optional()?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let mut backfill: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        backfill.retain(|d| !served.contains(d));
+        let json = serde_json::to_string(&backfill).map_err(ApiError::internal)?;
         diesel::update(device_sync_state::table.find(device_id))
             .set((
                 device_sync_state::backfill.eq(json),
                 device_sync_state::updated_at.eq(now()),
             ))
-            .execute(conn)
-            .map(|_| ())
-    })?;
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// A document whose scope columns (province, cooperative) changed in a push.
+#[derive(Debug)]
+pub struct ScopeMove {
+    pub doc_id: String,
+    pub before: (Option<String>, Option<String>),
+    pub after: (Option<String>, Option<String>),
+}
+
+impl Scope {
+    /// The condition of `scoped!`, for one document.
+    fn sees(&self, (province, cooperative): &(Option<String>, Option<String>)) -> bool {
+        self.all
+            || province
+                .as_ref()
+                .is_some_and(|p| self.provinces.contains(p))
+            || cooperative
+                .as_ref()
+                .is_some_and(|c| self.cooperatives.contains(c))
+    }
+}
+
+/// Puts each moved document on the backfill list of every device that did not see it
+/// before and sees it now (a member that arrived before its cooperative, a record edited
+/// into another province). Runs in the push's transaction; moves are rare, so reading
+/// every device's pull state is affordable.
+pub fn backfill_entered(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), ApiError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let devices: Vec<(String, String, String)> = device_sync_state::table
+        .select((
+            device_sync_state::device_id,
+            device_sync_state::scope,
+            device_sync_state::backfill,
+        ))
+        .load(conn)?;
+    for (device_id, scope, backfill) in devices {
+        let Ok(scope) = serde_json::from_str::<Scope>(&scope) else {
+            continue;
+        };
+        let mut set: BTreeSet<String> = serde_json::from_str::<Vec<String>>(&backfill)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let before = set.len();
+        set.extend(
+            moves
+                .iter()
+                .filter(|m| scope.sees(&m.after) && !scope.sees(&m.before))
+                .map(|m| m.doc_id.clone()),
+        );
+        if set.len() == before {
+            continue;
+        }
+        let json = serde_json::to_string(&set).map_err(ApiError::internal)?;
+        diesel::update(device_sync_state::table.find(&device_id))
+            .set((
+                device_sync_state::backfill.eq(json),
+                device_sync_state::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -246,7 +323,6 @@ pub fn pull(
         .unwrap_or(DEFAULT_BATCH_BYTES)
         .clamp(1024, MAX_PULL_BYTES);
     let (removed, mut backfill) = reconcile_scope(conn, &principal.device_id, &scope, since)?;
-    let backfill_before = backfill.clone();
     let mut page = Page {
         docs: Vec::new(),
         bytes: 0,
@@ -277,10 +353,10 @@ pub fn pull(
             page.add(&doc_id, &doc.doc_type, &row.bytes);
         }
     }
-    backfill.retain(|d| !served.contains(d));
-    if backfill != backfill_before {
-        save_backfill(conn, &principal.device_id, &backfill)?;
+    if backfill.iter().any(|d| served.contains(d)) {
+        save_backfill(conn, &principal.device_id, &served)?;
     }
+    backfill.retain(|d| !served.contains(d));
 
     // Then new changes, in server order.
     let (next_cursor, more_changes) = conn.transaction::<_, ApiError, _>(|conn| {

@@ -95,26 +95,33 @@ pub fn document_exists(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(documents::table.find(id))).get_result(conn)
 }
 
-/// Gives the members of `cooperative` its province as their scope. A member pushed
-/// before its cooperative (another batch of a long offline week) was stored without
-/// one, and province-scoped devices and admins would never see it.
+/// Gives the members of `cooperative` its province as their scope, and returns the
+/// members whose scope changed, each with the province it had before. A member pushed before its cooperative (another
+/// batch of a long offline week) was stored without one, and province-scoped devices and
+/// admins would never see it.
 pub fn rescope_members(
     conn: &mut DbConnection,
     cooperative: &str,
     province: &str,
-) -> QueryResult<usize> {
-    diesel::update(
-        documents::table
-            .filter(documents::doc_type.eq("member"))
-            .filter(documents::cooperative_id.eq(cooperative))
-            .filter(
-                documents::province_code
-                    .is_null()
-                    .or(documents::province_code.ne(province)),
-            ),
-    )
-    .set(documents::province_code.eq(province))
-    .execute(conn)
+) -> QueryResult<Vec<(String, Option<String>)>> {
+    let stale = documents::table
+        .filter(documents::doc_type.eq("member"))
+        .filter(documents::cooperative_id.eq(cooperative))
+        .filter(
+            documents::province_code
+                .is_null()
+                .or(documents::province_code.ne(province)),
+        );
+    let moved: Vec<(String, Option<String>)> = stale
+        .select((documents::id, documents::province_code))
+        .load(conn)?;
+    if !moved.is_empty() {
+        let ids: Vec<&String> = moved.iter().map(|(id, _)| id).collect();
+        diesel::update(documents::table.filter(documents::id.eq_any(ids)))
+            .set(documents::province_code.eq(province))
+            .execute(conn)?;
+    }
+    Ok(moved)
 }
 
 pub fn save_document(conn: &mut DbConnection, row: &DocumentRow, exists: bool) -> QueryResult<()> {

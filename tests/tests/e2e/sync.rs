@@ -637,6 +637,64 @@ fn unsupported_version_and_bad_cursor_get_clear_errors(app: &TestApp) {
     );
 }
 
+/// A device that pulled before a document entered its scope, and so is past that
+/// document's changes, still gets its whole history: a member that arrived before its
+/// cooperative, and a training session edited into the device's province.
+fn documents_entering_a_scope_reach_devices_that_already_pulled(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Arrives second");
+    let member = a.add_member(&coop, "Arrives first", "female");
+    a.set(&member, "phone", "097 111 2222");
+    let (status, _) = a.transport.post(&raw_push(
+        &member,
+        "member",
+        change_bytes(&a, &member).iter().map(|c| b64(c)).collect(),
+    ));
+    assert_eq!(status, 200);
+    // b's cursor passes the member's changes while nobody in 07 may see it yet.
+    b.sync();
+    assert!(b.client.doc(&member).is_none());
+    a.sync();
+    b.sync();
+    let got = b
+        .client
+        .doc(&member)
+        .expect("b has the member once its cooperative came");
+    assert_eq!(
+        sync_protocol::documents::Member::read(got)
+            .0
+            .phone
+            .as_deref(),
+        Some("097 111 2222"),
+        "with its whole history"
+    );
+
+    app.create_user("nat", "national_admin", &[], &[]);
+    let mut admin = Tablet::new(app, "nat");
+    let far = admin.create_cooperative("12", "Far away");
+    let session = admin.create_session("12", &far);
+    for _ in 0..3 {
+        let p = uuid::Uuid::new_v4().to_string();
+        admin.record_attendance(&session, &p, None, 2.0);
+    }
+    admin.sync();
+    b.sync();
+    assert!(b.client.doc(&session).is_none(), "province 12 is not b's");
+    admin.set(&session, "province_code", "07");
+    admin.sync();
+    b.sync();
+    let got = b
+        .client
+        .doc(&session)
+        .expect("b has the session moved into 07");
+    let s = sync_protocol::documents::TrainingSession::read(got).0;
+    assert_eq!(
+        (s.province_code.as_deref(), s.attendance.len()),
+        (Some("07"), 3)
+    );
+    assert_eq!(b.heads(&session), admin.heads(&session));
+}
+
 /// A long offline week goes up in several batches, documents in id order: a member can
 /// arrive before its cooperative. It must still be visible to its province.
 fn a_member_pushed_before_its_cooperative_is_visible_to_the_province(app: &TestApp) {
@@ -767,6 +825,7 @@ dual_backend_tests!(
     identical_first_changes_in_two_documents_are_refused_not_swallowed,
     a_long_week_in_small_batches_arrives_whole,
     a_member_pushed_before_its_cooperative_is_visible_to_the_province,
+    documents_entering_a_scope_reach_devices_that_already_pulled,
     two_tablets_take_attendance_offline_a_then_b,
     two_tablets_take_attendance_offline_b_then_a,
     same_field_on_two_tablets_is_one_conflict_with_both_authors,
