@@ -407,10 +407,14 @@ fn ingest_document(
     // The result must still be a document of the declared type, within the caller's scope.
     let mut applied = applied;
     let mut doc = doc;
+    // Kept for the document row below: reading a record walks all of it (a session with
+    // thousands of attendance entries), once per push is enough.
+    let mut scope = None;
     if !applied.is_empty() {
         let error = match doc_type_of(&doc) {
             Some(t) if t == doc_type => {
                 let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
+                scope = Some((province.clone(), cooperative.clone()));
                 let visible = principal
                     .actor()
                     .sees(province.as_deref(), cooperative.as_deref());
@@ -508,7 +512,10 @@ fn ingest_document(
             });
         }
         out.result.applied = applied.len() as u32;
-        let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
+        let (province, cooperative) = match scope {
+            Some(scope) => scope,
+            None => projection::scope_of(conn, &doc_id, doc_type, &doc)?,
+        };
         let at = now();
         let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
         heads.sort();
