@@ -21,6 +21,8 @@ use crate::{
     error::ApiError,
 };
 
+use super::store;
+
 /// Flags computed from other records; refreshed when those records change.
 const CROSS_CODES: [&str; 3] = [
     "unknown_cooperative",
@@ -69,6 +71,23 @@ pub fn scope_of(
             )
         }
     })
+}
+
+/// One projected attendance entry.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = attendance)]
+struct AttendanceRow<'a> {
+    session_id: &'a str,
+    participant_id: &'a str,
+    member_id: Option<String>,
+    name: Option<&'a str>,
+    sex: Option<&'a str>,
+    age: Option<i64>,
+    phone: Option<&'a str>,
+    status: Option<&'a str>,
+    hours: Option<f64>,
+    recorded_by: Option<&'a str>,
+    recorded_at: Option<NaiveDateTime>,
 }
 
 fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
@@ -160,24 +179,25 @@ pub fn project(
                     training_sessions::updated_at.eq(at),
                 ))
                 .execute(conn)?;
-            for (pid, e) in &s.attendance {
-                diesel::insert_into(attendance::table)
-                    .values((
-                        attendance::session_id.eq(doc_id),
-                        attendance::participant_id.eq(pid),
-                        attendance::member_id
-                            .eq(e.member_id.as_deref().map(str::to_ascii_lowercase)),
-                        attendance::name.eq(&e.name),
-                        attendance::sex.eq(&e.sex),
-                        attendance::age.eq(e.age),
-                        attendance::phone.eq(&e.phone),
-                        attendance::status.eq(&e.status),
-                        attendance::hours.eq(e.hours),
-                        attendance::recorded_by.eq(&e.recorded_by),
-                        attendance::recorded_at.eq(ts(e.recorded_at_ms)),
-                    ))
-                    .execute(conn)?;
-            }
+            // One statement per 100 entries: on PostgreSQL each statement is a round trip.
+            let rows: Vec<AttendanceRow> = s
+                .attendance
+                .iter()
+                .map(|(pid, e)| AttendanceRow {
+                    session_id: doc_id,
+                    participant_id: pid,
+                    member_id: e.member_id.as_deref().map(str::to_ascii_lowercase),
+                    name: e.name.as_deref(),
+                    sex: e.sex.as_deref(),
+                    age: e.age,
+                    phone: e.phone.as_deref(),
+                    status: e.status.as_deref(),
+                    hours: e.hours,
+                    recorded_by: e.recorded_by.as_deref(),
+                    recorded_at: ts(e.recorded_at_ms),
+                })
+                .collect();
+            store::insert_chunked!(conn, attendance::table, rows);
             findings
         }
     };

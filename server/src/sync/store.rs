@@ -260,23 +260,26 @@ pub fn current_seq(conn: &mut DbConnection) -> QueryResult<i64> {
         .first(conn)
 }
 
-/// Multi-row inserts, which diesel's multi-backend connection cannot express, go to the
-/// concrete connection.
-pub fn insert_changes(conn: &mut DbConnection, rows: &[ChangeRow]) -> QueryResult<()> {
-    for chunk in rows.chunks(100) {
-        match conn {
-            DbConnection::Postgresql(c) => {
-                diesel::insert_into(changes::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-            DbConnection::Sqlite(c) => {
-                diesel::insert_into(changes::table)
-                    .values(chunk)
-                    .execute(c)?;
+/// Inserts `rows` into `table` 100 rows per statement. Multi-row inserts, which diesel's
+/// multi-backend connection cannot express, go to the concrete connection.
+macro_rules! insert_chunked {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        for chunk in $rows.chunks(100) {
+            match &mut *$conn {
+                $crate::db::DbConnection::Postgresql(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?;
+                }
+                $crate::db::DbConnection::Sqlite(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?;
+                }
             }
         }
-    }
+    }};
+}
+pub(crate) use insert_chunked;
+
+pub fn insert_changes(conn: &mut DbConnection, rows: &[ChangeRow]) -> QueryResult<()> {
+    insert_chunked!(conn, changes::table, rows);
     Ok(())
 }
 
