@@ -182,12 +182,20 @@ fn change_bytes(tablet: &Tablet, doc_id: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A document's whole history as a push would carry it (base64).
+fn history_b64(tablet: &Tablet, doc_id: &str) -> Vec<String> {
+    change_bytes(tablet, doc_id)
+        .iter()
+        .map(|c| b64(c))
+        .collect()
+}
+
 fn the_same_batch_pushed_three_times_is_stored_once(app: &TestApp) {
     let (mut a, _) = two_enumerators(app);
     let coop = a.create_cooperative("07", "Triple");
     a.set(&coop, "village", "Trapeang");
     a.set(&coop, "commune", "Kampong Kraeng");
-    let changes: Vec<String> = change_bytes(&a, &coop).iter().map(|b| b64(b)).collect();
+    let changes: Vec<String> = history_b64(&a, &coop);
     assert_eq!(changes.len(), 3);
     let request = raw_push(&coop, "cooperative", changes);
     let mut results = Vec::new();
@@ -310,7 +318,7 @@ fn bad_changes_are_quarantined_and_the_good_ones_applied(app: &TestApp) {
     );
     // Wrong document type: a session's changes sent as a member.
     let session = a.create_session("07", &coop);
-    let session_changes: Vec<String> = change_bytes(&a, &session).iter().map(|x| b64(x)).collect();
+    let session_changes: Vec<String> = history_b64(&a, &session);
     let (_, body) = a
         .transport
         .post(&raw_push(&session, "member", session_changes));
@@ -332,7 +340,7 @@ fn bad_changes_are_quarantined_and_the_good_ones_applied(app: &TestApp) {
     );
     // A record outside the enumerator's provinces.
     let outside = b.create_cooperative("12", "Phnom Penh coop");
-    let outside_changes: Vec<String> = change_bytes(&b, &outside).iter().map(|x| b64(x)).collect();
+    let outside_changes: Vec<String> = history_b64(&b, &outside);
     let (_, body) = b
         .transport
         .post(&raw_push(&outside, "cooperative", outside_changes));
@@ -645,11 +653,9 @@ fn documents_entering_a_scope_reach_devices_that_already_pulled(app: &TestApp) {
     let coop = a.create_cooperative("07", "Arrives second");
     let member = a.add_member(&coop, "Arrives first", "female");
     a.set(&member, "phone", "097 111 2222");
-    let (status, _) = a.transport.post(&raw_push(
-        &member,
-        "member",
-        change_bytes(&a, &member).iter().map(|c| b64(c)).collect(),
-    ));
+    let (status, _) = a
+        .transport
+        .post(&raw_push(&member, "member", history_b64(&a, &member)));
     assert_eq!(status, 200);
     // b's cursor passes the member's changes while nobody in 07 may see it yet.
     b.sync();
@@ -701,21 +707,17 @@ fn a_member_pushed_before_its_cooperative_is_visible_to_the_province(app: &TestA
     let (mut a, mut b) = two_enumerators(app);
     let coop = a.create_cooperative("07", "Arrives second");
     let member = a.add_member(&coop, "Arrives first", "female");
-    let (status, body) = a.transport.post(&raw_push(
-        &member,
-        "member",
-        change_bytes(&a, &member).iter().map(|c| b64(c)).collect(),
-    ));
+    let (status, body) = a
+        .transport
+        .post(&raw_push(&member, "member", history_b64(&a, &member)));
     assert_eq!(
         (status, body["push"][0]["applied"].as_u64()),
         (200, Some(1)),
         "{body}"
     );
-    let (status, _) = a.transport.post(&raw_push(
-        &coop,
-        "cooperative",
-        change_bytes(&a, &coop).iter().map(|c| b64(c)).collect(),
-    ));
+    let (status, _) = a
+        .transport
+        .post(&raw_push(&coop, "cooperative", history_b64(&a, &coop)));
     assert_eq!(status, 200);
     b.sync();
     assert!(b.client.doc(&coop).is_some(), "b has the cooperative");
