@@ -96,9 +96,9 @@ pub fn document_exists(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
 }
 
 /// Gives the members of `cooperative` its province as their scope, and returns the
-/// members whose scope changed, each with the province it had before. A member pushed before its cooperative (another
-/// batch of a long offline week) was stored without one, and province-scoped devices and
-/// admins would never see it.
+/// members whose scope changed, each with the province it had before. A member pushed
+/// before its cooperative (another batch of a long offline week) was stored without one,
+/// and province-scoped devices and admins would never see it.
 pub fn rescope_members(
     conn: &mut DbConnection,
     cooperative: &str,
