@@ -71,8 +71,23 @@ pub struct TrainingSession {
 
 impl TrainingSession {
     pub fn read<D: ReadDoc>(doc: &D) -> (Self, Vec<Finding>) {
+        let (mut s, mut findings) = Self::read_header(doc);
         let mut r = Reader::root(doc);
-        let mut s = TrainingSession {
+        if let Some(att) = r.map("attendance") {
+            for participant in r.keys(&att) {
+                if let Some(entry) = Self::read_entry_in(doc, &att, &participant, &mut findings) {
+                    s.attendance.insert(participant, entry);
+                }
+            }
+        }
+        (s, findings)
+    }
+
+    /// The session's own fields, without reading its attendance (which can hold thousands
+    /// of entries): `attendance` is left empty. Findings are those of these fields.
+    pub fn read_header<D: ReadDoc>(doc: &D) -> (Self, Vec<Finding>) {
+        let mut r = Reader::root(doc);
+        let s = TrainingSession {
             programme: r.string("programme"),
             module: r.string("module"),
             cooperative_id: r.string("cooperative_id"),
@@ -87,35 +102,51 @@ impl TrainingSession {
             status: r.string("status"),
             attendance: BTreeMap::new(),
         };
-        let mut findings = std::mem::take(&mut r.findings);
-        if let Some(att) = r.map("attendance") {
-            for participant in r.keys(&att) {
-                let prefix = format!("attendance.{participant}");
-                let entry_obj = {
-                    let mut outer = Reader::at(doc, att.clone(), "attendance");
-                    let obj = outer.map(&participant);
-                    findings.append(&mut outer.findings);
-                    obj
-                };
-                let Some(obj) = entry_obj else { continue };
-                let mut e = Reader::at(doc, obj, &prefix);
-                let entry = AttendanceEntry {
-                    status: e.string("status"),
-                    hours: e.number("hours"),
-                    member_id: e.string("member_id"),
-                    name: e.string("name"),
-                    sex: e.string("sex"),
-                    age: e.int("age"),
-                    phone: e.string("phone"),
-                    recorded_by: e.string("recorded_by"),
-                    recorded_at_ms: e.timestamp_ms("recorded_at"),
-                };
-                findings.append(&mut e.findings);
-                s.attendance.insert(participant, entry);
-            }
-        }
-        findings.append(&mut r.findings);
+        // `attendance` that is not a map is a finding of the header.
+        r.map("attendance");
+        let findings = std::mem::take(&mut r.findings);
         (s, findings)
+    }
+
+    /// One participant's entry, `None` if there is none (never recorded or removed), with
+    /// the findings under `attendance.<participant>`.
+    pub fn read_entry<D: ReadDoc>(
+        doc: &D,
+        participant: &str,
+    ) -> (Option<AttendanceEntry>, Vec<Finding>) {
+        let mut findings = Vec::new();
+        let att = match doc.get(automerge::ROOT, "attendance") {
+            Ok(Some((automerge::Value::Object(automerge::ObjType::Map), id))) => id,
+            _ => return (None, findings),
+        };
+        let entry = Self::read_entry_in(doc, &att, participant, &mut findings);
+        (entry, findings)
+    }
+
+    fn read_entry_in<D: ReadDoc>(
+        doc: &D,
+        att: &automerge::ObjId,
+        participant: &str,
+        findings: &mut Vec<Finding>,
+    ) -> Option<AttendanceEntry> {
+        let prefix = format!("attendance.{participant}");
+        let mut outer = Reader::at(doc, att.clone(), "attendance");
+        let obj = outer.map(participant);
+        findings.append(&mut outer.findings);
+        let mut e = Reader::at(doc, obj?, &prefix);
+        let entry = AttendanceEntry {
+            status: e.string("status"),
+            hours: e.number("hours"),
+            member_id: e.string("member_id"),
+            name: e.string("name"),
+            sex: e.string("sex"),
+            age: e.int("age"),
+            phone: e.string("phone"),
+            recorded_by: e.string("recorded_by"),
+            recorded_at_ms: e.timestamp_ms("recorded_at"),
+        };
+        findings.append(&mut e.findings);
+        Some(entry)
     }
 
     /// Writes the session's own fields that are set (not the attendance).
@@ -165,6 +196,15 @@ impl TrainingSession {
     }
 
     pub fn validate(&self) -> Vec<Finding> {
+        let mut f = self.validate_header();
+        for (pid, e) in &self.attendance {
+            f.extend(e.validate(pid, self.planned_hours));
+        }
+        f
+    }
+
+    /// The rules of the session's own fields.
+    pub fn validate_header(&self) -> Vec<Finding> {
         let mut f = Vec::new();
         rules::required(&mut f, "programme", &self.programme);
         rules::required(&mut f, "province_code", &self.province_code);
@@ -193,51 +233,57 @@ impl TrainingSession {
                 "planned hours out of range",
             ));
         }
-        for (pid, e) in &self.attendance {
-            let field = |k: &str| format!("attendance.{pid}.{k}");
-            if uuid::Uuid::parse_str(pid).is_err() {
+        f
+    }
+}
+
+impl AttendanceEntry {
+    /// The rules of one entry; `planned_hours` is its session's.
+    pub fn validate(&self, pid: &str, planned_hours: Option<f64>) -> Vec<Finding> {
+        let mut f = Vec::new();
+        let field = |k: &str| format!("attendance.{pid}.{k}");
+        if uuid::Uuid::parse_str(pid).is_err() {
+            f.push(Finding::new(
+                "invalid_id",
+                format!("attendance.{pid}"),
+                "participant ids are UUIDs",
+            ));
+        }
+        rules::required(&mut f, &field("status"), &self.status);
+        rules::one_of(&mut f, &field("status"), &self.status, &ATTENDANCE_STATUSES);
+        rules::one_of(&mut f, &field("sex"), &self.sex, &SEX_VALUES);
+        rules::uuid(&mut f, &field("member_id"), &self.member_id);
+        rules::phone(&mut f, &field("phone"), &self.phone);
+        if self.member_id.is_none() && self.name.is_none() {
+            f.push(Finding::new(
+                "missing_required_field",
+                field("name"),
+                "a participant who is not a member needs a name",
+            ));
+        }
+        if self.status.as_deref() == Some("partial") && self.hours.is_none() {
+            f.push(Finding::new(
+                "missing_required_field",
+                field("hours"),
+                "partial attendance needs hours",
+            ));
+        }
+        if let Some(h) = self.hours {
+            if h < 0.0 {
                 f.push(Finding::new(
-                    "invalid_id",
-                    format!("attendance.{pid}"),
-                    "participant ids are UUIDs",
-                ));
-            }
-            rules::required(&mut f, &field("status"), &e.status);
-            rules::one_of(&mut f, &field("status"), &e.status, &ATTENDANCE_STATUSES);
-            rules::one_of(&mut f, &field("sex"), &e.sex, &SEX_VALUES);
-            rules::uuid(&mut f, &field("member_id"), &e.member_id);
-            rules::phone(&mut f, &field("phone"), &e.phone);
-            if e.member_id.is_none() && e.name.is_none() {
-                f.push(Finding::new(
-                    "missing_required_field",
-                    field("name"),
-                    "a participant who is not a member needs a name",
-                ));
-            }
-            if e.status.as_deref() == Some("partial") && e.hours.is_none() {
-                f.push(Finding::new(
-                    "missing_required_field",
+                    "invalid_value",
                     field("hours"),
-                    "partial attendance needs hours",
+                    "hours cannot be negative",
                 ));
-            }
-            if let Some(h) = e.hours {
-                if h < 0.0 {
-                    f.push(Finding::new(
-                        "invalid_value",
-                        field("hours"),
-                        "hours cannot be negative",
-                    ));
-                } else if self.planned_hours.is_some_and(|p| h > p) {
-                    f.push(Finding::new(
-                        "hours_exceed_planned",
-                        field("hours"),
-                        format!(
-                            "{h} hours recorded, but the session plans {}",
-                            self.planned_hours.unwrap_or(0.0)
-                        ),
-                    ));
-                }
+            } else if planned_hours.is_some_and(|p| h > p) {
+                f.push(Finding::new(
+                    "hours_exceed_planned",
+                    field("hours"),
+                    format!(
+                        "{h} hours recorded, but the session plans {}",
+                        planned_hours.unwrap_or(0.0)
+                    ),
+                ));
             }
         }
         f
