@@ -8,7 +8,7 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use diesel::prelude::*;
 use serde_json::{Value as Json, json};
 
-use super::{ingest::Origin, store};
+use super::{changed::Changed, ingest::Origin, store};
 use crate::{
     db::{DbConnection, now, schema::conflicts},
     error::ApiError,
@@ -42,51 +42,96 @@ struct Found {
 
 fn scan(doc: &Automerge, obj: &ObjId, prefix: &str, out: &mut Vec<Found>) {
     for key in doc.keys(obj).collect::<Vec<_>>() {
-        let field = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
-        if all.len() > 1 {
-            let values = all
-                .iter()
-                .map(|(v, id)| {
-                    (
-                        render(doc, v, id),
-                        doc.hash_for_opid(id).map(|h| h.to_string()),
-                    )
-                })
-                .collect();
-            let winner = doc
-                .get(obj, key.as_str())
-                .ok()
-                .flatten()
-                .map(|(v, id)| render(doc, &v, &id))
-                .unwrap_or(Json::Null);
-            out.push(Found {
-                field: field.clone(),
-                values,
-                winner,
-            });
+        scan_key(doc, obj, &key, prefix, out);
+    }
+}
+
+/// The conflicts at `key` of `obj` and, if its value is a map, below it.
+fn scan_key(doc: &Automerge, obj: &ObjId, key: &str, prefix: &str, out: &mut Vec<Found>) {
+    let field = if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    };
+    let all = doc.get_all(obj, key).unwrap_or_default();
+    if all.len() > 1 {
+        let values = all
+            .iter()
+            .map(|(v, id)| {
+                (
+                    render(doc, v, id),
+                    doc.hash_for_opid(id).map(|h| h.to_string()),
+                )
+            })
+            .collect();
+        let winner = doc
+            .get(obj, key)
+            .ok()
+            .flatten()
+            .map(|(v, id)| render(doc, &v, &id))
+            .unwrap_or(Json::Null);
+        out.push(Found {
+            field: field.clone(),
+            values,
+            winner,
+        });
+    }
+    // Descend into nested maps (attendance entries); lists hold no per-field conflicts
+    // worth an admin's time.
+    if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key) {
+        scan(doc, &child, &field, out);
+    }
+}
+
+/// The stored conflict fields a scan covers: `None` for all of them, else the fields at
+/// or below these prefixes.
+struct Covered(Option<Vec<String>>);
+
+impl Covered {
+    fn covers(&self, field: &str) -> bool {
+        self.0.as_ref().is_none_or(|prefixes| {
+            prefixes.iter().any(|p| {
+                field
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+        })
+    }
+}
+
+/// The conflicts in the part of the document that `changed` covers, and which stored
+/// fields that part includes: a conflict can only appear or settle where a change wrote.
+fn scan_changed(doc: &Automerge, changed: &Changed) -> (Vec<Found>, Covered) {
+    let mut found = Vec::new();
+    let attendance = match doc.get(ROOT, "attendance") {
+        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+        _ => None,
+    };
+    match (changed, attendance) {
+        (Changed::Entries(entries), Some(att)) => {
+            for pid in entries {
+                scan_key(doc, &att, pid, "attendance", &mut found);
+            }
+            let prefixes = entries.iter().map(|p| format!("attendance.{p}")).collect();
+            (found, Covered(Some(prefixes)))
         }
-        // Descend into nested maps (attendance entries); lists hold no per-field conflicts
-        // worth an admin's time.
-        if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key.as_str()) {
-            scan(doc, &child, &field, out);
+        _ => {
+            scan(doc, &ROOT, "", &mut found);
+            (found, Covered(None))
         }
     }
 }
 
-/// Brings the document's open conflicts in line with its current state.
+/// Brings the document's open conflicts in line with its current state, in the part of it
+/// that `changed` covers.
 pub fn record(
     conn: &mut DbConnection,
     doc_id: &str,
     doc: &Automerge,
     batch_origins: &HashMap<String, Origin>,
+    changed: &Changed,
 ) -> Result<(), ApiError> {
-    let mut found = Vec::new();
-    scan(doc, &ROOT, "", &mut found);
+    let (found, covered) = scan_changed(doc, changed);
     let wanted: Vec<String> = found
         .iter()
         .flat_map(|f| f.values.iter().filter_map(|(_, h)| h.clone()))
@@ -100,6 +145,7 @@ pub fn record(
         .select((conflicts::field, conflicts::id))
         .load::<(String, i64)>(conn)?
         .into_iter()
+        .filter(|(field, _)| covered.covers(field))
         .collect();
     for f in &found {
         let candidates: Vec<Json> = f

@@ -20,7 +20,8 @@ use sync_protocol::{
 };
 
 use super::{
-    conflicts, projection,
+    changed::{self, Changed},
+    conflicts, doc_cache, projection,
     pull::{ScopeMove, backfill_entered},
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
 };
@@ -181,8 +182,8 @@ pub fn verify_and_apply(
         }
     }
     let plan = plan(base, candidates);
-    let (doc, applied, _) = apply_verified(base, plan.ready);
-    (doc, applied.len())
+    let result = apply_verified(base, plan.ready);
+    (result.doc, result.applied.len())
 }
 
 /// The same change bytes pushed for a second document: two documents created by one
@@ -371,7 +372,10 @@ fn ingest_document(
         }
     }
     let base = match &row {
-        Some(r) => load_snapshot(&r.snapshot)?,
+        Some(r) => match doc_cache::get(&doc_id, &r.heads) {
+            Some(doc) => doc,
+            None => load_snapshot(&r.snapshot)?,
+        },
         None => Automerge::new(),
     };
 
@@ -399,7 +403,12 @@ fn ingest_document(
     for (c, e) in plan.rejected {
         out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
     }
-    let (doc, applied, failed) = apply_verified(&base, plan.ready);
+    let Applied {
+        doc,
+        applied,
+        failed,
+        saved,
+    } = apply_verified(&base, plan.ready);
     for (c, e) in failed {
         out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
     }
@@ -443,6 +452,8 @@ fn ingest_document(
             doc = base.clone();
         }
     }
+    // Only written when something was applied, and then `saved` is `doc` saved.
+    let saved = saved.filter(|_| !applied.is_empty());
 
     // Held changes that were applied or rejected leave the pending table.
     let leaving: Vec<String> = applied
@@ -524,7 +535,7 @@ fn ingest_document(
             doc_type: doc_type.as_str().to_string(),
             province_code: province,
             cooperative_id: cooperative,
-            snapshot: doc.save(),
+            snapshot: saved.unwrap_or_else(|| doc.save()),
             heads: heads.join(","),
             change_count: row.as_ref().map(|r| r.change_count).unwrap_or(0) + applied.len() as i64,
             last_seq: row.as_ref().map(|r| r.last_seq).unwrap_or(0),
@@ -564,8 +575,15 @@ fn ingest_document(
                 doc_type == DocType::Cooperative && old.province_code != doc_row.province_code
             }
         };
-        projection::project(conn, &doc_id, doc_type, &doc, dependents)?;
-        conflicts::record(conn, &doc_id, &doc, &batch.origins)?;
+        let changed = changed::changed(doc_type, &doc, applied.iter().map(|c| &c.change));
+        match &changed {
+            Changed::Entries(entries) if !dependents => {
+                projection::project_entries(conn, &doc_id, &doc, entries)?
+            }
+            _ => projection::project(conn, &doc_id, doc_type, &doc, dependents)?,
+        }
+        conflicts::record(conn, &doc_id, &doc, &batch.origins, &changed)?;
+        doc_cache::put(&doc_id, doc_row.heads, doc, doc_row.snapshot.len());
     }
     finish(conn, principal, group, out)
 }
@@ -738,36 +756,59 @@ fn check(
     Ok(())
 }
 
+/// What `apply_verified` did.
+struct Applied {
+    doc: Automerge,
+    applied: Vec<Candidate>,
+    failed: Vec<(Candidate, ChangeError)>,
+    /// `doc` saved, when anything was applied (the verification saved it already).
+    saved: Option<Vec<u8>>,
+}
+
 /// Applies on a copy, in one call when all goes well; otherwise change by change to find
 /// the culprits. A result is kept only if it saves, loads back with the same heads, and
 /// misses no dependency.
-fn apply_verified(
-    base: &Automerge,
-    ready: Vec<Candidate>,
-) -> (Automerge, Vec<Candidate>, Vec<(Candidate, ChangeError)>) {
+fn apply_verified(base: &Automerge, ready: Vec<Candidate>) -> Applied {
     if ready.is_empty() {
-        return (base.clone(), Vec::new(), Vec::new());
+        return Applied {
+            doc: base.clone(),
+            applied: Vec::new(),
+            failed: Vec::new(),
+            saved: None,
+        };
     }
     let changes: Vec<Change> = ready.iter().map(|c| c.change.clone()).collect();
-    if let Ok(doc) = try_apply(base, changes) {
-        return (doc, ready, Vec::new());
+    if let Ok((doc, saved)) = try_apply(base, changes) {
+        return Applied {
+            doc,
+            applied: ready,
+            failed: Vec::new(),
+            saved: Some(saved),
+        };
     }
     let mut doc = base.clone();
+    let mut saved = None;
     let mut applied = Vec::new();
     let mut failed = Vec::new();
     for c in ready {
         match try_apply(&doc, vec![c.change.clone()]) {
-            Ok(next) => {
+            Ok((next, bytes)) => {
                 doc = next;
+                saved = Some(bytes);
                 applied.push(c);
             }
             Err(reason) => failed.push((c, ChangeError::Rejected(reason))),
         }
     }
-    (doc, applied, failed)
+    Applied {
+        doc,
+        applied,
+        failed,
+        saved,
+    }
 }
 
-fn try_apply(base: &Automerge, changes: Vec<Change>) -> Result<Automerge, String> {
+fn try_apply(base: &Automerge, changes: Vec<Change>) -> Result<(Automerge, Vec<u8>), String> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut doc = base.clone();
         doc.apply_changes(changes).map_err(|e| e.to_string())?;
@@ -782,7 +823,7 @@ fn try_apply(base: &Automerge, changes: Vec<Change>) -> Result<Automerge, String
         if a != b {
             return Err("result loads with different heads".to_string());
         }
-        Ok(doc)
+        Ok((doc, saved))
     }));
     match outcome {
         Ok(result) => result,

@@ -1,7 +1,9 @@
 //! Sync: ingest pushed changes (verify, apply, store, project) and serve pulls, all in
 //! one round trip (`POST /api/v1/sync`).
 
+pub mod changed;
 pub mod conflicts;
+pub mod doc_cache;
 pub mod ingest;
 pub mod projection;
 pub mod pull;

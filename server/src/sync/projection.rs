@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use automerge::Automerge;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use sync_protocol::documents::{Cooperative, DocType, Finding, Member, TrainingSession};
+use sync_protocol::documents::{
+    AttendanceEntry, Cooperative, DocType, Finding, Member, TrainingSession,
+};
 
 use crate::{
     db::{
@@ -64,7 +66,7 @@ pub fn scope_of(
             )
         }
         DocType::TrainingSession => {
-            let s = TrainingSession::read(doc).0;
+            let s = TrainingSession::read_header(doc).0;
             (
                 s.province_code,
                 s.cooperative_id.map(|c| c.to_ascii_lowercase()),
@@ -88,6 +90,24 @@ struct AttendanceRow<'a> {
     hours: Option<f64>,
     recorded_by: Option<&'a str>,
     recorded_at: Option<NaiveDateTime>,
+}
+
+impl<'a> AttendanceRow<'a> {
+    fn new(session_id: &'a str, participant_id: &'a str, e: &'a AttendanceEntry) -> Self {
+        AttendanceRow {
+            session_id,
+            participant_id,
+            member_id: e.member_id.as_deref().map(str::to_ascii_lowercase),
+            name: e.name.as_deref(),
+            sex: e.sex.as_deref(),
+            age: e.age,
+            phone: e.phone.as_deref(),
+            status: e.status.as_deref(),
+            hours: e.hours,
+            recorded_by: e.recorded_by.as_deref(),
+            recorded_at: ts(e.recorded_at_ms),
+        }
+    }
 }
 
 fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
@@ -183,19 +203,7 @@ pub fn project(
             let rows: Vec<AttendanceRow> = s
                 .attendance
                 .iter()
-                .map(|(pid, e)| AttendanceRow {
-                    session_id: doc_id,
-                    participant_id: pid,
-                    member_id: e.member_id.as_deref().map(str::to_ascii_lowercase),
-                    name: e.name.as_deref(),
-                    sex: e.sex.as_deref(),
-                    age: e.age,
-                    phone: e.phone.as_deref(),
-                    status: e.status.as_deref(),
-                    hours: e.hours,
-                    recorded_by: e.recorded_by.as_deref(),
-                    recorded_at: ts(e.recorded_at_ms),
-                })
+                .map(|(pid, e)| AttendanceRow::new(doc_id, pid, e))
                 .collect();
             store::insert_chunked!(conn, attendance::table, rows);
             findings
@@ -209,6 +217,91 @@ pub fn project(
         refresh_dependents(conn, doc_id, doc_type)?;
     }
     Ok(())
+}
+
+/// Re-projects only `entries` of a session whose own fields did not change (see
+/// `changed::Changed`): their attendance rows, their flags and their cross-record flags.
+/// The cost of a push then follows the push, not the size of the session.
+pub fn project_entries(
+    conn: &mut DbConnection,
+    doc_id: &str,
+    doc: &Automerge,
+    entries: &BTreeSet<String>,
+) -> Result<(), ApiError> {
+    let (header, _) = TrainingSession::read_header(doc);
+    let mut read = Vec::with_capacity(entries.len());
+    let mut findings = Vec::new();
+    for pid in entries {
+        let (entry, mut f) = TrainingSession::read_entry(doc, pid);
+        if let Some(e) = &entry {
+            f.extend(e.validate(pid, header.planned_hours));
+        }
+        findings.extend(f);
+        read.push((pid.as_str(), entry));
+        // Its flags, its own and cross-record ones, are all under `attendance.<pid>`.
+        let field = format!("attendance.{pid}");
+        let below = format!("{}.%", escape_like(&field));
+        diesel::delete(
+            validation_flags::table
+                .filter(validation_flags::document_id.eq(doc_id))
+                .filter(
+                    validation_flags::field
+                        .eq(&field)
+                        .or(validation_flags::field.like(&below).escape('\\')),
+                ),
+        )
+        .execute(conn)?;
+    }
+    let pids: Vec<&str> = read.iter().map(|(pid, _)| *pid).collect();
+    diesel::delete(
+        attendance::table
+            .filter(attendance::session_id.eq(doc_id))
+            .filter(attendance::participant_id.eq_any(&pids)),
+    )
+    .execute(conn)?;
+    let rows: Vec<AttendanceRow> = read
+        .iter()
+        .filter_map(|(pid, e)| e.as_ref().map(|e| AttendanceRow::new(doc_id, pid, e)))
+        .collect();
+    let members: Vec<String> = rows.iter().filter_map(|r| r.member_id.clone()).collect();
+    let known: BTreeSet<String> = members::table
+        .filter(members::id.eq_any(&members))
+        .select(members::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    for r in &rows {
+        if r.member_id.as_ref().is_some_and(|m| !known.contains(m)) {
+            findings.push(unknown_participant(r.participant_id));
+        }
+    }
+    store::insert_chunked!(conn, attendance::table, rows);
+    insert_flags(conn, doc_id, &findings)?;
+    diesel::update(training_sessions::table.find(doc_id))
+        .set(training_sessions::updated_at.eq(now()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// `s` as a literal inside a LIKE pattern with `\` as the escape character (participant
+/// ids come from tablets and may hold `%` or `_`).
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn unknown_participant(pid: &str) -> Finding {
+    Finding::new(
+        "unknown_participant",
+        format!("attendance.{pid}.member_id"),
+        "attendance recorded for a member the server does not know",
+    )
 }
 
 fn insert_flags(
@@ -311,11 +404,7 @@ pub fn refresh_cross_flags(
                 .load(conn)?;
             for (pid, member) in participants {
                 if member.is_none() {
-                    findings.push(Finding::new(
-                        "unknown_participant",
-                        format!("attendance.{pid}.member_id"),
-                        "attendance recorded for a member the server does not know",
-                    ));
+                    findings.push(unknown_participant(&pid));
                 }
             }
         }
@@ -395,7 +484,13 @@ pub fn rebuild(
                 .map_err(|e| ApiError::internal(format!("change log entry does not parse: {e}")))?;
             doc.apply_changes(changes).map_err(ApiError::internal)?;
             project(conn, id, *doc_type, &doc, true)?;
-            super::conflicts::record(conn, id, &doc, &Default::default())?;
+            super::conflicts::record(
+                conn,
+                id,
+                &doc,
+                &Default::default(),
+                &super::changed::Changed::Everything,
+            )?;
             progress(i + 1, total);
         }
         Ok::<_, ApiError>(())

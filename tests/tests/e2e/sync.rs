@@ -823,7 +823,98 @@ fn identical_first_changes_in_two_documents_are_refused_not_swallowed(app: &Test
     );
 }
 
+/// After the first push, a push that writes only attendance entries re-projects only
+/// those entries (`changed::Changed`); the result must still equal a rebuild from the
+/// log: rows, flags (own and cross-record) and conflicts, with participant ids that hold
+/// LIKE wildcards next to ids they would match.
+fn editing_some_entries_of_a_session_projects_like_a_rebuild(app: &TestApp) {
+    let (mut a, mut b) = two_enumerators(app);
+    let coop = a.create_cooperative("07", "Entries");
+    let member = a.add_member(&coop, "Sok", "female");
+    let session = a.create_session("07", &coop);
+    for i in 0..20 {
+        a.record_attendance(&session, &format!("guest-{i:02}"), None, 6.0);
+    }
+    // Both over the planned 6 hours: one flag each.
+    a.record_attendance(&session, "p%", None, 9.0);
+    a.record_attendance(&session, "pX", None, 9.0);
+    a.sync();
+    b.sync();
+    // Offline on both tablets: the same entry changed twice (a conflict), a wildcard id
+    // corrected, a member and an unknown member recorded, an entry removed.
+    a.record_attendance(&session, "guest-03", None, 2.0);
+    b.record_attendance(&session, "guest-03", None, 4.0);
+    a.record_attendance(&session, "p%", None, 5.0);
+    let ghost = uuid::Uuid::new_v4().to_string();
+    b.record_attendance(&session, &member, Some(&member), 6.0);
+    b.record_attendance(&session, "ghost", Some(&ghost), 6.0);
+    a.client
+        .edit(&session, |tx| {
+            let (_, att) = tx.get(automerge::ROOT, "attendance")?.expect("attendance");
+            tx.delete(&att, "guest-07")
+        })
+        .unwrap();
+    a.sync();
+    b.sync();
+    a.sync();
+    assert_eq!(a.heads(&session), b.heads(&session));
+
+    let flags = |app: &TestApp| -> BTreeSet<(String, String)> {
+        use coopsync::db::schema::validation_flags;
+        let mut conn = app.db.connect();
+        validation_flags::table
+            .filter(validation_flags::document_id.eq(&session))
+            .select((validation_flags::field, validation_flags::code))
+            .load::<(String, String)>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let got = flags(app);
+    assert!(got.contains(&("attendance.pX.hours".into(), "hours_exceed_planned".into())));
+    assert!(
+        !got.iter().any(|(f, _)| f.starts_with("attendance.p%.")),
+        "{got:?}"
+    );
+    assert!(got.contains(&(
+        "attendance.ghost.member_id".into(),
+        "unknown_participant".into()
+    )));
+    let mut conn = app.db.connect();
+    let rows: i64 = attendance::table
+        .filter(attendance::session_id.eq(&session))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(rows, 20 + 2 + 2 - 1);
+    let open: Vec<String> = conflicts::table
+        .filter(conflicts::document_id.eq(&session))
+        .filter(conflicts::status.eq("open"))
+        .select(conflicts::field)
+        .load(&mut conn)
+        .unwrap();
+    assert!(
+        open.iter().any(|f| f.starts_with("attendance.guest-03")),
+        "{open:?}"
+    );
+
+    // A later write over the conflict settles it, through the same narrow path.
+    a.record_attendance(&session, "guest-03", None, 3.0);
+    a.sync();
+    let before = snapshot_projection(app);
+    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    assert_eq!(snapshot_projection(app), before);
+    let open: i64 = conflicts::table
+        .filter(conflicts::document_id.eq(&session))
+        .filter(conflicts::status.eq("open"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(open, 0);
+}
+
 dual_backend_tests!(
+    editing_some_entries_of_a_session_projects_like_a_rebuild,
     identical_first_changes_in_two_documents_are_refused_not_swallowed,
     a_long_week_in_small_batches_arrives_whole,
     a_member_pushed_before_its_cooperative_is_visible_to_the_province,
