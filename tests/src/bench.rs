@@ -26,6 +26,8 @@ pub struct Sizes {
     pub seed_tablets: usize,
     pub burst_tablets: usize,
     pub burst_changes: usize,
+    /// Sizes (attendance entries) at which a push into one growing session is timed.
+    pub large_document: Vec<usize>,
 }
 
 impl Sizes {
@@ -38,6 +40,7 @@ impl Sizes {
             seed_tablets: 8,
             burst_tablets: 300,
             burst_changes: 50,
+            large_document: vec![30, 1000, 4000, 8000],
         }
     }
 
@@ -50,6 +53,7 @@ impl Sizes {
             seed_tablets: 4,
             burst_tablets: 30,
             burst_changes: 50,
+            large_document: vec![30, 1000],
         }
     }
 }
@@ -263,6 +267,8 @@ pub struct BackendReport {
     pub up_per_attendance: f64,
     pub down_per_member: f64,
     pub down_per_attendance: f64,
+    /// (entries in the session, median server ms of a push of one more entry).
+    pub large_document_ms: Vec<(usize, f64)>,
 }
 
 fn admin_token(agent: &ureq::Agent, addr: &str) -> Result<String, String> {
@@ -384,6 +390,43 @@ fn wire_costs(
     Ok((up_member, up_att, down_member, down_att))
 }
 
+/// How many single-entry pushes are timed at each size of the large document.
+const LARGE_DOCUMENT_REPEATS: usize = 9;
+
+/// One session grows to each of `sizes` attendance entries (16 tablets' worth of a long
+/// course, or a crowd on one document); at each size a tablet records one more entry and
+/// syncs, `LARGE_DOCUMENT_REPEATS` times. Returns the median server ms per size: the cost
+/// of a push should not grow with the document.
+fn large_document(
+    agent: &ureq::Agent,
+    addr: &str,
+    sizes: &[usize],
+) -> Result<Vec<(usize, f64)>, String> {
+    let mut t = Tablet::login(agent, addr, ADMIN, ADMIN_PASSWORD)?;
+    let coop = t.create_cooperative("07", "Large");
+    let session = t.create_session("07", &coop);
+    let mut entries = 0;
+    let mut out = Vec::new();
+    for &size in sizes {
+        while entries < size {
+            t.record_attendance(&session, &uuid::Uuid::new_v4().to_string(), None, 6.0);
+            entries += 1;
+        }
+        t.sync();
+        let mut times = Vec::with_capacity(LARGE_DOCUMENT_REPEATS);
+        for _ in 0..LARGE_DOCUMENT_REPEATS {
+            t.record_attendance(&session, &uuid::Uuid::new_v4().to_string(), None, 5.0);
+            entries += 1;
+            let server = t.transport.server_ms;
+            t.sync();
+            times.push(t.transport.server_ms - server);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        out.push((size, percentile(&times, 0.5)));
+    }
+    Ok(out)
+}
+
 /// The same changes ingested in this process, without HTTP: decode, verify, apply,
 /// project, commit, in the batches the tablets sent, one thread per tablet as in the
 /// end-to-end run.
@@ -490,6 +533,11 @@ pub fn run_backend(
             report.down_per_attendance,
         ) = (um, ua, dm, da);
         log(&format!("{name}: empty-server incremental sync {ms:.1} ms"));
+        report.large_document_ms = large_document(&agent, &server.addr, &sizes.large_document)?;
+        log(&format!(
+            "{name}: one large session, push of one entry: {:?} (entries, server ms)",
+            report.large_document_ms
+        ));
     }
 
     let server = ServerProcess::start(bin, backend)?;
@@ -606,16 +654,19 @@ pub fn run_backend(
     Ok(report)
 }
 
+/// One row's cells, one column per backend.
+fn cells(reports: &[BackendReport], f: &dyn Fn(&BackendReport) -> String) -> String {
+    reports
+        .iter()
+        .map(|r| format!("{:>16}", f(r)))
+        .collect::<Vec<_>>()
+        .join("")
+}
+
 /// The table printed at the end.
 pub fn table(reports: &[BackendReport], sizes: &Sizes) -> String {
     let mut out = String::new();
-    let col = |f: &dyn Fn(&BackendReport) -> String| {
-        reports
-            .iter()
-            .map(|r| format!("{:>16}", f(r)))
-            .collect::<Vec<_>>()
-            .join("")
-    };
+    let col = |f: &dyn Fn(&BackendReport) -> String| cells(reports, f);
     out += &format!("{:<58}{}\n", "figure", col(&|r| r.backend.to_string()));
     let mut row = |label: &str, f: &dyn Fn(&BackendReport) -> String| {
         out += &format!("{label:<58}{}\n", col(f));
@@ -695,7 +746,52 @@ pub fn table(reports: &[BackendReport], sizes: &Sizes) -> String {
     row("bytes down per attendance record", &|r| {
         format!("{:.0}", r.down_per_attendance)
     });
+    out + &large_document_table(reports, sizes)
+}
+
+/// The rows of the large-document phase (also printed alone by `--large-document`).
+pub fn large_document_table(reports: &[BackendReport], sizes: &Sizes) -> String {
+    let mut out = String::new();
+    let col = |f: &dyn Fn(&BackendReport) -> String| cells(reports, f);
+    let mut row = |label: &str, f: &dyn Fn(&BackendReport) -> String| {
+        out += &format!("{label:<58}{}\n", col(f));
+    };
+    for (i, size) in sizes.large_document.iter().enumerate() {
+        row(
+            &format!("one session of {size} entries: push 1 entry, server ms"),
+            &|r| {
+                r.large_document_ms
+                    .get(i)
+                    .map(|(_, ms)| format!("{ms:.1}"))
+                    .unwrap_or_default()
+            },
+        );
+    }
+    row("one session: largest / smallest", &|r| match (
+        r.large_document_ms.first(),
+        r.large_document_ms.last(),
+    ) {
+        (Some((_, a)), Some((_, b))) if *a > 0.0 => format!("{:.2}x", b / a),
+        _ => String::new(),
+    });
     out
+}
+
+/// Only the large-document phase, on a fresh server.
+pub fn run_large_document(
+    bin: &Path,
+    backend: Backend,
+    sizes: &Sizes,
+) -> Result<BackendReport, String> {
+    let server = ServerProcess::start(bin, backend)?;
+    Ok(BackendReport {
+        backend: match backend {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        },
+        large_document_ms: large_document(&agent(), &server.addr, &sizes.large_document)?,
+        ..BackendReport::default()
+    })
 }
 
 /// The `coopsync` binary next to the running executable, or this crate's copy of it.

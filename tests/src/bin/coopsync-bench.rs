@@ -5,6 +5,7 @@
 //! cargo build --release -p coopsync-server -p coopsync-tests
 //! target/release/coopsync-bench            # national scale
 //! target/release/coopsync-bench --quick    # under a minute (CI)
+//! target/release/coopsync-bench --large-document   # only the one-large-session phase
 //! ```
 
 use coopsync_tests::{Backend, bench};
@@ -12,6 +13,7 @@ use coopsync_tests::{Backend, bench};
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let large_only = args.iter().any(|a| a == "--large-document");
     let only = args
         .iter()
         .position(|a| a == "--backend")
@@ -41,7 +43,12 @@ fn main() -> std::process::ExitCode {
             continue;
         }
         let mut log = |m: &str| eprintln!("bench: {m}");
-        match bench::run_backend(&bin, backend, &sizes, &mut log) {
+        let run = if large_only {
+            bench::run_large_document(&bin, backend, &sizes)
+        } else {
+            bench::run_backend(&bin, backend, &sizes, &mut log)
+        };
+        match run {
             Ok(r) => reports.push(r),
             Err(e) if backend == Backend::Postgres => eprintln!("NOTICE: PostgreSQL skipped: {e}"),
             Err(e) => {
@@ -50,6 +57,10 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    println!("{}", bench::table(&reports, &sizes));
+    if large_only {
+        println!("{}", bench::large_document_table(&reports, &sizes));
+    } else {
+        println!("{}", bench::table(&reports, &sizes));
+    }
     std::process::ExitCode::SUCCESS
 }
