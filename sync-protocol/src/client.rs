@@ -6,7 +6,7 @@
 //! it as applied, duplicate or pending. A batch lost on a cut connection is sent again;
 //! the server ignores changes it already has.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use automerge::{
     ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc, transaction::CommitOptions,
@@ -62,6 +62,10 @@ pub struct SyncClient {
     docs: BTreeMap<String, (DocType, Automerge)>,
     cursor: Option<String>,
     delivered: HashSet<ChangeHash>,
+    /// Per document, heads at which every change had been delivered: the next batches
+    /// start there instead of walking the whole history (all changes of a session of
+    /// 8,000 entries take ~50 ms to list, twice per request).
+    synced: HashMap<String, Vec<ChangeHash>>,
     rejected: Vec<Rejected>,
     /// Bound on the change bytes of one request.
     pub batch_bytes: usize,
@@ -144,11 +148,14 @@ impl SyncClient {
     }
 
     pub fn doc_mut(&mut self, id: &str) -> Option<&mut Automerge> {
+        // The caller may make it anything: its next batches walk all of it again.
+        self.synced.remove(id);
         self.docs.get_mut(id).map(|(_, d)| d)
     }
 
     /// Adds a document made or loaded locally.
     pub fn insert(&mut self, id: &str, doc_type: DocType, doc: Automerge) {
+        self.synced.remove(id);
         self.docs.insert(id.to_string(), (doc_type, doc));
     }
 
@@ -173,7 +180,8 @@ impl SyncClient {
                 doc_type: doc_type.as_str().to_string(),
                 changes: Vec::new(),
             };
-            for change in doc.get_changes(&[]) {
+            let since = self.synced.get(id).map_or(&[][..], Vec::as_slice);
+            for change in doc.get_changes(since) {
                 if self.delivered.contains(&change.hash()) {
                     continue;
                 }
@@ -234,6 +242,7 @@ impl SyncClient {
                 Some(pull) => {
                     for doc_id in &pull.removed {
                         self.docs.remove(doc_id);
+                        self.synced.remove(doc_id);
                         report.removed += 1;
                     }
                     for group in pull.docs {
@@ -249,6 +258,9 @@ impl SyncClient {
             };
             let nothing_to_push = self.undelivered_batches().is_empty();
             if !more && nothing_to_push && need_full.is_empty() {
+                for (id, (_, doc)) in &self.docs {
+                    self.synced.insert(id.clone(), doc.get_heads());
+                }
                 return Ok(report);
             }
             if report.requests >= max_rounds {

@@ -74,7 +74,11 @@ class Tablet {
   undelivered() {
     const push = [];
     for (const [doc_id, { type, doc }] of this.docs) {
-      const changes = A.getAllChanges(doc).filter((c) => !this.delivered.has(A.decodeChange(c).hash));
+      // After a complete sync only the changes after its heads can be undelivered:
+      // listing a long history on every request would cost in proportion to it.
+      const synced = this.docs.get(doc_id).synced;
+      const all = synced ? A.getChanges(A.view(doc, synced), doc) : A.getAllChanges(doc);
+      const changes = all.filter((c) => !this.delivered.has(A.decodeChange(c).hash));
       if (changes.length) push.push({ doc_id, doc_type: type, changes: changes.map((c) => Buffer.from(c).toString("hex")) });
     }
     return push;
@@ -112,7 +116,10 @@ class Tablet {
         this.docs.set(group.doc_id, entry);
       }
       this.cursor = body.pull.cursor;
-      if (!body.pull.more && this.undelivered().length === 0) return;
+      if (!body.pull.more && this.undelivered().length === 0) {
+        for (const entry of this.docs.values()) entry.synced = A.getHeads(entry.doc);
+        return;
+      }
     }
     throw new Error("sync did not finish");
   }
