@@ -1,6 +1,7 @@
 //! The relational projection: each document's merged state as rows of `cooperatives`,
 //! `members`, `training_sessions` and `attendance`, plus its validation flags. A document
-//! is re-projected whole when it changes (a record is small); flags that depend on other
+//! is re-projected whole when it changes (a record is small), or only the attendance
+//! entries a push wrote (a session can grow large); flags that depend on other
 //! records are refreshed when those records change, so the incremental result equals a
 //! rebuild from the change log in any arrival order.
 
