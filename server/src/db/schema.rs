@@ -90,6 +90,7 @@ diesel::table! {
         scope -> Text,
         backfill -> Text,
         updated_at -> Timestamp,
+        departed -> Text,
     }
 }
 

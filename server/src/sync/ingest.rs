@@ -22,7 +22,7 @@ use sync_protocol::{
 use super::{
     changed::{self, Changed},
     conflicts, doc_cache, projection,
-    pull::{ScopeMove, backfill_entered},
+    pull::{ScopeMove, record_moves},
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
 };
 use crate::{
@@ -544,7 +544,7 @@ fn ingest_document(
         };
         store::save_document(conn, &doc_row, row.is_some())?;
         // Devices that already pulled past a document's changes would never get it when
-        // it enters their scope later: its whole history goes on their backfill list.
+        // it enters their scope later, nor learn that it left: both are recorded for them.
         let mut moves = Vec::new();
         if let Some(old) = &row
             && (old.province_code != doc_row.province_code
@@ -568,7 +568,7 @@ fn ingest_document(
                 });
             }
         }
-        backfill_entered(conn, &moves)?;
+        record_moves(conn, &moves)?;
         let dependents = match &row {
             None => true,
             Some(old) => {

@@ -3,7 +3,7 @@
 //! device's own changes. When the device's scope grows, the newly visible documents'
 //! whole history is sent (a per-device backfill list), as it is when a document enters
 //! the scope of devices that already pulled past its changes; when the device's scope
-//! shrinks, the device is told which documents left.
+//! shrinks, or a document is moved out of it, the device is told which documents left.
 
 use std::collections::BTreeSet;
 
@@ -120,6 +120,17 @@ fn in_scope(
     Ok(query.load::<String>(conn)?.into_iter().collect())
 }
 
+/// What `reconcile_scope` found for a pull.
+struct Reconciled {
+    /// Documents that left the device's scope: its own scope shrank, or they were moved
+    /// out of it (`record_moves`).
+    removed: Vec<String>,
+    /// Documents whose whole history the device is owed.
+    backfill: Vec<String>,
+    /// The part of `removed` that came from the departed list (taken off once served).
+    departed: Vec<String>,
+}
+
 /// Compares the scope last served to the device with its scope now; records the
 /// documents to backfill and returns the documents that left.
 fn reconcile_scope(
@@ -127,31 +138,45 @@ fn reconcile_scope(
     device_id: &str,
     scope: &Scope,
     cursor: i64,
-) -> Result<(Vec<String>, Vec<String>), ApiError> {
+) -> Result<Reconciled, ApiError> {
     // Almost every pull finds the scope unchanged: answer that with a plain read, so a
     // pull does not take SQLite's write lock. A change is re-read inside the write.
-    let stored: Option<(String, String)> = device_sync_state::table
+    let stored: Option<(String, String, String)> = device_sync_state::table
         .find(device_id)
-        .select((device_sync_state::scope, device_sync_state::backfill))
+        .select((
+            device_sync_state::scope,
+            device_sync_state::backfill,
+            device_sync_state::departed,
+        ))
         .first(conn)
         .optional()?;
-    if let Some((s, b)) = &stored
+    if let Some((s, b, d)) = &stored
         && serde_json::from_str::<Scope>(s).ok().as_ref() == Some(scope)
     {
-        return Ok((Vec::new(), serde_json::from_str(b).unwrap_or_default()));
+        let departed: Vec<String> = serde_json::from_str(d).unwrap_or_default();
+        return Ok(Reconciled {
+            removed: departed.clone(),
+            backfill: serde_json::from_str(b).unwrap_or_default(),
+            departed,
+        });
     }
     write_transaction(conn, |conn| {
-        let row: Option<(String, String)> = device_sync_state::table
+        let row: Option<(String, String, String)> = device_sync_state::table
             .find(device_id)
-            .select((device_sync_state::scope, device_sync_state::backfill))
+            .select((
+                device_sync_state::scope,
+                device_sync_state::backfill,
+                device_sync_state::departed,
+            ))
             .first(conn)
             .optional()?;
-        let (old, mut backfill): (Option<Scope>, Vec<String>) = match &row {
-            Some((s, b)) => (
+        let (old, mut backfill, departed): (Option<Scope>, Vec<String>, Vec<String>) = match &row {
+            Some((s, b, d)) => (
                 serde_json::from_str(s).ok(),
                 serde_json::from_str(b).unwrap_or_default(),
+                serde_json::from_str(d).unwrap_or_default(),
             ),
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         };
         let mut removed = Vec::new();
         let changed = old.as_ref() != Some(scope);
@@ -187,32 +212,44 @@ fn reconcile_scope(
                     .execute(conn)?;
             }
         }
-        Ok((removed, backfill))
+        let mut all_removed: BTreeSet<String> = removed.into_iter().collect();
+        all_removed.extend(departed.iter().cloned());
+        Ok(Reconciled {
+            removed: all_removed.into_iter().collect(),
+            backfill,
+            departed,
+        })
     })
 }
 
-/// Takes the documents just sent off the device's backfill list. Read again inside the
-/// write: a push may have added documents since this pull read the list.
-fn save_backfill(
+/// Takes the documents just sent off the device's backfill list, and the departures just
+/// announced off its departed list. Read again inside the write: a push may have added
+/// documents since this pull read the lists.
+fn take_served(
     conn: &mut DbConnection,
     device_id: &str,
     served: &BTreeSet<String>,
+    announced: &[String],
 ) -> Result<(), ApiError> {
     write_transaction(conn, |conn| {
-        let stored: Option<String> = device_sync_state::table
+        let stored: Option<(String, String)> = device_sync_state::table
             .find(device_id)
-            .select(device_sync_state::backfill)
+            .select((device_sync_state::backfill, device_sync_state::departed))
             .first(conn)
             .optional()?;
-        let Some(stored) = stored else {
+        let Some((backfill, departed)) = stored else {
             return Ok(());
         };
-        let mut backfill: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        let mut backfill: Vec<String> = serde_json::from_str(&backfill).unwrap_or_default();
         backfill.retain(|d| !served.contains(d));
-        let json = serde_json::to_string(&backfill).map_err(ApiError::internal)?;
+        let mut departed: Vec<String> = serde_json::from_str(&departed).unwrap_or_default();
+        departed.retain(|d| !announced.contains(d));
         diesel::update(device_sync_state::table.find(device_id))
             .set((
-                device_sync_state::backfill.eq(json),
+                device_sync_state::backfill
+                    .eq(serde_json::to_string(&backfill).map_err(ApiError::internal)?),
+                device_sync_state::departed
+                    .eq(serde_json::to_string(&departed).map_err(ApiError::internal)?),
                 device_sync_state::updated_at.eq(now()),
             ))
             .execute(conn)?;
@@ -241,43 +278,58 @@ impl Scope {
     }
 }
 
-/// Puts each moved document on the backfill list of every device that did not see it
-/// before and sees it now (a member that arrived before its cooperative, a record edited
-/// into another province). Runs in the push's transaction; moves are rare, so reading
-/// every device's pull state is affordable.
-pub fn backfill_entered(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), ApiError> {
+/// Records each moved document for every device it entered or left: entered, its whole
+/// history goes on the device's backfill list (a member that arrived before its
+/// cooperative, a record edited into another province); left, it goes on the device's
+/// departed list and the next pull names it in `removed`, so the device deletes its copy
+/// (a record edited into a province the device does not cover). Runs in the push's
+/// transaction; moves are rare, so reading every device's pull state is affordable.
+pub fn record_moves(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), ApiError> {
     if moves.is_empty() {
         return Ok(());
     }
-    let devices: Vec<(String, String, String)> = device_sync_state::table
+    let devices: Vec<(String, String, String, String)> = device_sync_state::table
         .select((
             device_sync_state::device_id,
             device_sync_state::scope,
             device_sync_state::backfill,
+            device_sync_state::departed,
         ))
         .load(conn)?;
-    for (device_id, scope, backfill) in devices {
+    let list = |json: &str| -> BTreeSet<String> {
+        serde_json::from_str::<Vec<String>>(json)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
+    for (device_id, scope, backfill_json, departed_json) in devices {
         let Ok(scope) = serde_json::from_str::<Scope>(&scope) else {
             continue;
         };
-        let mut set: BTreeSet<String> = serde_json::from_str::<Vec<String>>(&backfill)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let before = set.len();
-        set.extend(
-            moves
-                .iter()
-                .filter(|m| scope.sees(&m.after) && !scope.sees(&m.before))
-                .map(|m| m.doc_id.clone()),
-        );
-        if set.len() == before {
+        let (mut backfill, mut departed) = (list(&backfill_json), list(&departed_json));
+        let (old_backfill, old_departed) = (backfill.clone(), departed.clone());
+        for m in moves {
+            match (scope.sees(&m.before), scope.sees(&m.after)) {
+                (false, true) => {
+                    backfill.insert(m.doc_id.clone());
+                    departed.remove(&m.doc_id);
+                }
+                (true, false) => {
+                    backfill.remove(&m.doc_id);
+                    departed.insert(m.doc_id.clone());
+                }
+                _ => {}
+            }
+        }
+        if backfill == old_backfill && departed == old_departed {
             continue;
         }
-        let json = serde_json::to_string(&set).map_err(ApiError::internal)?;
         diesel::update(device_sync_state::table.find(&device_id))
             .set((
-                device_sync_state::backfill.eq(json),
+                device_sync_state::backfill
+                    .eq(serde_json::to_string(&backfill).map_err(ApiError::internal)?),
+                device_sync_state::departed
+                    .eq(serde_json::to_string(&departed).map_err(ApiError::internal)?),
                 device_sync_state::updated_at.eq(now()),
             ))
             .execute(conn)?;
@@ -322,7 +374,11 @@ pub fn pull(
     let budget = max_bytes
         .unwrap_or(DEFAULT_BATCH_BYTES)
         .clamp(1024, MAX_PULL_BYTES);
-    let (removed, mut backfill) = reconcile_scope(conn, &principal.device_id, &scope, since)?;
+    let Reconciled {
+        removed,
+        mut backfill,
+        departed,
+    } = reconcile_scope(conn, &principal.device_id, &scope, since)?;
     let mut page = Page {
         docs: Vec::new(),
         bytes: 0,
@@ -353,8 +409,8 @@ pub fn pull(
             page.add(&doc_id, &doc.doc_type, &row.bytes);
         }
     }
-    if backfill.iter().any(|d| served.contains(d)) {
-        save_backfill(conn, &principal.device_id, &served)?;
+    if !departed.is_empty() || backfill.iter().any(|d| served.contains(d)) {
+        take_served(conn, &principal.device_id, &served, &departed)?;
     }
     backfill.retain(|d| !served.contains(d));
 

@@ -701,6 +701,49 @@ fn documents_entering_a_scope_reach_devices_that_already_pulled(app: &TestApp) {
     assert_eq!(b.heads(&session), admin.heads(&session));
 }
 
+/// The other direction: a record edited out of a device's scope (not by a change of the
+/// device's assignments) is named in `removed` once, and the device deletes its copy;
+/// moved back, it returns with its whole history.
+fn documents_moved_out_of_a_scope_are_removed_from_devices_that_had_them(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("enum.b", "enumerator", &["07"], &[]);
+    let mut admin = Tablet::new(app, "nat");
+    let mut b = Tablet::new(app, "enum.b");
+    let coop = admin.create_cooperative("07", "Stays");
+    let session = admin.create_session("07", &coop);
+    admin.record_attendance(&session, &uuid::Uuid::new_v4().to_string(), None, 6.0);
+    let moving = admin.create_cooperative("07", "Moves");
+    let member = admin.add_member(&moving, "Follows", "male");
+    admin.sync();
+    b.sync();
+    for id in [&coop, &session, &moving, &member] {
+        assert!(b.client.doc(id).is_some());
+    }
+
+    admin.set(&session, "province_code", "12");
+    admin.set(&moving, "province_code", "12");
+    admin.sync();
+    let report = b.sync();
+    assert_eq!(
+        report.removed, 3,
+        "the session, the cooperative and its member"
+    );
+    for id in [&session, &moving, &member] {
+        assert!(b.client.doc(id).is_none(), "{id} left 07");
+    }
+    assert!(b.client.doc(&coop).is_some());
+    assert_eq!(b.sync().removed, 0, "named once");
+
+    admin.set(&session, "province_code", "07");
+    admin.record_attendance(&session, &uuid::Uuid::new_v4().to_string(), None, 6.0);
+    admin.sync();
+    b.sync();
+    let got = b.client.doc(&session).expect("back in 07");
+    let s = sync_protocol::documents::TrainingSession::read(got).0;
+    assert_eq!(s.attendance.len(), 2);
+    assert_eq!(b.heads(&session), admin.heads(&session));
+}
+
 /// A long offline week goes up in several batches, documents in id order: a member can
 /// arrive before its cooperative. It must still be visible to its province.
 fn a_member_pushed_before_its_cooperative_is_visible_to_the_province(app: &TestApp) {
@@ -919,6 +962,7 @@ dual_backend_tests!(
     a_long_week_in_small_batches_arrives_whole,
     a_member_pushed_before_its_cooperative_is_visible_to_the_province,
     documents_entering_a_scope_reach_devices_that_already_pulled,
+    documents_moved_out_of_a_scope_are_removed_from_devices_that_had_them,
     two_tablets_take_attendance_offline_a_then_b,
     two_tablets_take_attendance_offline_b_then_a,
     same_field_on_two_tablets_is_one_conflict_with_both_authors,

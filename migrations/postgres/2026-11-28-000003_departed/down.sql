@@ -1,0 +1,1 @@
+ALTER TABLE device_sync_state DROP COLUMN departed;
