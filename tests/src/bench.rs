@@ -312,7 +312,7 @@ fn create_account(
 
 /// How many times the incremental sync is repeated; its median is reported (one ~5 ms
 /// request on a shared machine moves by ±30% from run to run).
-const INCREMENTAL_REPEATS: usize = 15;
+const INCREMENTAL_REPEATS: usize = 45;
 
 /// A tablet with a current cursor makes five edits and syncs once, `INCREMENTAL_REPEATS`
 /// times; returns (median server ms from `Server-Timing`, requests, bytes up, bytes down),
