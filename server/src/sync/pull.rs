@@ -459,3 +459,59 @@ pub fn pull(
         more: more_changes || !backfill.is_empty(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::access::Assignments;
+
+    /// `Scope::sees` (a device's stored scope, for documents that move) restates
+    /// `Actor::sees` (a signed-in principal, for pushes): every role, every assignment
+    /// over two provinces and two cooperatives, every placement of a record.
+    #[test]
+    fn a_stored_scope_sees_exactly_what_its_principal_sees() {
+        let subsets = |a: &str, b: &str| -> Vec<BTreeSet<String>> {
+            vec![
+                BTreeSet::new(),
+                [a.to_string()].into(),
+                [b.to_string()].into(),
+                [a.to_string(), b.to_string()].into(),
+            ]
+        };
+        let places = [None, Some("07"), Some("12")];
+        let coops = [None, Some("c1"), Some("c2")];
+        let mut checked = 0;
+        for role in [Role::NationalAdmin, Role::ProvincialAdmin, Role::Enumerator] {
+            for provinces in subsets("07", "12") {
+                for cooperatives in subsets("c1", "c2") {
+                    let principal = Principal {
+                        user_id: "u".into(),
+                        role,
+                        device_id: "d".into(),
+                        assignments: Assignments {
+                            provinces: provinces.clone(),
+                            cooperatives,
+                        },
+                        request_id: None,
+                    };
+                    let scope = Scope::of(&principal);
+                    for p in places {
+                        for c in coops {
+                            let place = (p.map(str::to_string), c.map(str::to_string));
+                            assert_eq!(
+                                scope.sees(&place),
+                                principal.actor().sees(p, c),
+                                "{role:?} {:?} {place:?}",
+                                principal.assignments
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 4 * 4 * 9);
+    }
+}
