@@ -32,11 +32,11 @@ pub struct CreateUserRequest {
     pub role: Role,
     #[serde(default)]
     pub full_name: Option<String>,
-    /// Province codes (see `GET /api/v1/provinces`).
     #[serde(default)]
+    #[schema(schema_with = province_codes)]
     pub provinces: Vec<String>,
-    /// Cooperative document ids (UUIDs), for enumerators.
     #[serde(default)]
+    #[schema(schema_with = cooperative_ids)]
     pub cooperatives: Vec<String>,
 }
 
@@ -56,9 +56,37 @@ pub struct UpdateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct AssignmentsRequest {
     #[serde(default)]
+    #[schema(schema_with = province_codes)]
     pub provinces: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = cooperative_ids)]
     pub cooperatives: Vec<String>,
+}
+
+/// The schema of an assignment's provinces: the codes the server accepts, so that API
+/// clients (and the API fuzzer) can tell a valid request from an invalid one.
+fn province_codes() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(sync_protocol::documents::PROVINCE_CODES)),
+        )
+        .description(Some("Province codes (see `GET /api/v1/provinces`)."))
+        .build()
+}
+
+fn cooperative_ids() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        )
+        .description(Some("Cooperative document ids (UUIDs), for enumerators."))
+        .build()
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]

@@ -40,6 +40,10 @@ fn provinces_are_the_25_of_cambodia(app: &TestApp) {
         .map(|p| p["iso_code"].as_str().unwrap())
         .collect();
     assert_eq!(codes.len(), 25);
+    // The same codes as sync-protocol's list, which the OpenAPI document offers for
+    // assignments and the record rules check.
+    let codes: Vec<&str> = list.iter().map(|p| p["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, sync_protocol::documents::PROVINCE_CODES);
 }
 
 dual_backend_tests!(
