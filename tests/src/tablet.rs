@@ -70,10 +70,7 @@ impl HttpTransport {
             };
             match r.status().as_u16() {
                 200 => break r,
-                503 if attempts < 30 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
+                503 if self.wait_when_busy(&mut attempts) => {}
                 _ => return false,
             }
         };
@@ -91,6 +88,19 @@ impl HttpTransport {
             }
             _ => false,
         }
+    }
+
+    /// After a `503 server_busy`: waits and returns true if the request should be sent
+    /// again, as a real tablet does after `Retry-After` (docs/sync-protocol.md), here
+    /// shortened to keep tests fast and given up after 30 attempts.
+    fn wait_when_busy(&mut self, attempts: &mut u32) -> bool {
+        if *attempts >= 30 {
+            return false;
+        }
+        *attempts += 1;
+        self.busy_retries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        true
     }
 
     /// Sends a request and returns (status, body JSON); panics if the connection fails.
@@ -150,17 +160,11 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     type Error = String;
     fn sync(&mut self, request: &SyncRequest) -> Result<SyncResponse, String> {
-        // As a real tablet does (docs/sync-protocol.md): a busy server answers 503 with
-        // Retry-After and the same request is repeated; shortened here to keep tests fast.
         let mut busy = 0;
         let (status, body) = loop {
             match self.try_post(request)? {
                 (401, body) if body["error"]["code"] == "token_expired" && self.renew() => {}
-                (503, _) if busy < 30 => {
-                    busy += 1;
-                    self.busy_retries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
+                (503, _) if self.wait_when_busy(&mut busy) => {}
                 other => break other,
             }
         };
