@@ -244,17 +244,27 @@ fn take_served(
         backfill.retain(|d| !served.contains(d));
         let mut departed: Vec<String> = serde_json::from_str(&departed).unwrap_or_default();
         departed.retain(|d| !announced.contains(d));
-        diesel::update(device_sync_state::table.find(device_id))
-            .set((
-                device_sync_state::backfill
-                    .eq(serde_json::to_string(&backfill).map_err(ApiError::internal)?),
-                device_sync_state::departed
-                    .eq(serde_json::to_string(&departed).map_err(ApiError::internal)?),
-                device_sync_state::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
-        Ok(())
+        store_lists(conn, device_id, &backfill, &departed)
     })
+}
+
+/// Stores a device's backfill and departed lists (JSON arrays of document ids).
+fn store_lists(
+    conn: &mut DbConnection,
+    device_id: &str,
+    backfill: &impl Serialize,
+    departed: &impl Serialize,
+) -> Result<(), ApiError> {
+    diesel::update(device_sync_state::table.find(device_id))
+        .set((
+            device_sync_state::backfill
+                .eq(serde_json::to_string(backfill).map_err(ApiError::internal)?),
+            device_sync_state::departed
+                .eq(serde_json::to_string(departed).map_err(ApiError::internal)?),
+            device_sync_state::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A document whose scope columns (province, cooperative) changed in a push.
@@ -324,15 +334,7 @@ pub fn record_moves(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), 
         if backfill == old_backfill && departed == old_departed {
             continue;
         }
-        diesel::update(device_sync_state::table.find(&device_id))
-            .set((
-                device_sync_state::backfill
-                    .eq(serde_json::to_string(&backfill).map_err(ApiError::internal)?),
-                device_sync_state::departed
-                    .eq(serde_json::to_string(&departed).map_err(ApiError::internal)?),
-                device_sync_state::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
+        store_lists(conn, &device_id, &backfill, &departed)?;
     }
     Ok(())
 }
