@@ -575,12 +575,16 @@ fn ingest_document(
                 doc_type == DocType::Cooperative && old.province_code != doc_row.province_code
             }
         };
-        let changed = changed::changed(doc_type, &doc, applied.iter().map(|c| &c.change));
+        // A new document (or a cooperative that moved) is projected whole anyway: no need
+        // to find out which entries its changes wrote.
+        let changed = if dependents {
+            Changed::Everything
+        } else {
+            changed::changed(doc_type, &doc, applied.iter().map(|c| &c.change))
+        };
         match &changed {
-            Changed::Entries(entries) if !dependents => {
-                projection::project_entries(conn, &doc_id, &doc, entries)?
-            }
-            _ => projection::project(conn, &doc_id, doc_type, &doc, dependents)?,
+            Changed::Entries(entries) => projection::project_entries(conn, &doc_id, &doc, entries)?,
+            Changed::Everything => projection::project(conn, &doc_id, doc_type, &doc, dependents)?,
         }
         conflicts::record(conn, &doc_id, &doc, &batch.origins, &changed)?;
         doc_cache::put(&doc_id, doc_row.heads, doc, doc_row.snapshot.len());
