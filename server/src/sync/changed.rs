@@ -40,6 +40,9 @@ pub fn changed<'a>(
         .ok()
         .flatten()
         .filter(|e| e.len() <= MAX_ENTRIES)
+        // Flags and conflicts name fields by dotted path: `attendance.a.b` could be entry
+        // `a.b` or field `b` of entry `a`, so such ids cannot be narrowed safely.
+        .filter(|e| e.iter().all(|pid| !pid.contains('.')))
         .map_or(Changed::Everything, Changed::Entries)
 }
 
@@ -146,6 +149,14 @@ mod tests {
             let mut tx = d.transaction();
             TrainingSession::write_attendance(&mut tx, "c", &entry()).unwrap();
             tx.put(ROOT, "planned_hours", 3.0).unwrap();
+            tx.commit();
+        });
+        assert_eq!(got, Changed::Everything);
+
+        // An id with a dot is ambiguous in the dotted field paths: everything.
+        let got = touched(&mut doc, session, |d| {
+            let mut tx = d.transaction();
+            TrainingSession::write_attendance(&mut tx, "x.status", &entry()).unwrap();
             tx.commit();
         });
         assert_eq!(got, Changed::Everything);
