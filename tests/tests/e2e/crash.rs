@@ -133,7 +133,7 @@ fn crash_loop(backend: Backend, how: Stop) {
         t.sync();
         t.sync();
     }
-    use coopsync::db::schema::{attendance, changes};
+    use coopsync::db::schema::changes;
     let mut conn = db.connect();
     let logged: std::collections::HashSet<String> = changes::table
         .select(changes::hash)
@@ -163,11 +163,7 @@ fn crash_loop(backend: Backend, how: Stop) {
                 .0
                 .attendance
                 .len() as i64;
-        let rows: i64 = attendance::table
-            .filter(attendance::session_id.eq(session))
-            .count()
-            .get_result(&mut conn)
-            .unwrap();
+        let rows = crate::sync::attendance_rows(&mut conn, session);
         assert_eq!(
             rows, entries,
             "projection of a session lost or half applied"

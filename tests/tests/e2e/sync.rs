@@ -20,6 +20,15 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// How many attendance rows the projection holds for a session.
+pub fn attendance_rows(conn: &mut coopsync::db::DbConnection, session: &str) -> i64 {
+    attendance::table
+        .filter(attendance::session_id.eq(session))
+        .count()
+        .get_result(conn)
+        .unwrap()
+}
+
 /// The fields of a document's open conflicts.
 fn open_conflict_fields(conn: &mut coopsync::db::DbConnection, doc_id: &str) -> Vec<String> {
     conflicts::table
@@ -931,12 +940,7 @@ fn editing_some_entries_of_a_session_projects_like_a_rebuild(app: &TestApp) {
         "unknown_participant".into()
     )));
     let mut conn = app.db.connect();
-    let rows: i64 = attendance::table
-        .filter(attendance::session_id.eq(&session))
-        .count()
-        .get_result(&mut conn)
-        .unwrap();
-    assert_eq!(rows, 20 + 2 + 2 - 1);
+    assert_eq!(attendance_rows(&mut conn, &session), 20 + 2 + 2 - 1);
     let open = open_conflict_fields(&mut conn, &session);
     assert!(
         open.iter().any(|f| f.starts_with("attendance.guest-03")),
