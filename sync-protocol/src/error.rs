@@ -32,6 +32,12 @@ pub enum ChangeError {
     OutOfScope,
     #[error("the change is internally inconsistent: {0}")]
     Rejected(String),
+    #[error("too many operations: {0}")]
+    TooManyOperations(String),
+    #[error("the change nests objects deeper than {0} levels; no record needs more")]
+    TooDeep(usize),
+    #[error("the change has an operation no correct Automerge client writes: {0}")]
+    UnsupportedOperation(String),
 }
 
 impl ChangeError {
@@ -51,6 +57,9 @@ impl ChangeError {
             ChangeError::ActorReused => "actor_reused",
             ChangeError::OutOfScope => "out_of_scope",
             ChangeError::Rejected(_) => "rejected_change",
+            ChangeError::TooManyOperations(_) => "too_many_operations",
+            ChangeError::TooDeep(_) => "too_deeply_nested",
+            ChangeError::UnsupportedOperation(_) => "unsupported_operation",
         }
     }
 }

@@ -6,6 +6,21 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The one spelling of an id on the wire and in documents: lower-case, hyphenated,
+/// 36 characters. Upper-case hex is read as the same id; braces, `urn:uuid:` and the
+/// 32-digit form are not ids here (they would name a second record for one UUID).
+pub fn canonical_id(s: &str) -> Option<String> {
+    (s.len() == 36)
+        .then(|| Uuid::parse_str(s).ok())
+        .flatten()
+        .map(|u| u.hyphenated().to_string())
+}
+
+/// Whether `s` is already in the canonical spelling of [`canonical_id`].
+pub fn is_canonical_id(s: &str) -> bool {
+    canonical_id(s).is_some_and(|c| c == s)
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -40,46 +40,75 @@ struct Found {
     winner: Json,
 }
 
+/// Most concurrent values kept for one field; more than a handful of devices writing one
+/// field at once is not a review an admin can do, and a crafted push can make thousands.
+pub const MAX_CONFLICT_VALUES: usize = 16;
+/// Deepest level the scan descends to (the change checks refuse deeper documents; this
+/// keeps the walk bounded whatever the document).
+const MAX_SCAN_DEPTH: usize = crate::sync::shape::MAX_DEPTH;
+
 fn scan(doc: &Automerge, obj: &ObjId, prefix: &str, out: &mut Vec<Found>) {
-    for key in doc.keys(obj).collect::<Vec<_>>() {
-        scan_key(doc, obj, &key, prefix, out);
-    }
+    let mut stack: Vec<(ObjId, String, String, usize)> = doc
+        .keys(obj)
+        .map(|k| (obj.clone(), k, prefix.to_string(), 0))
+        .collect();
+    stack.reverse();
+    walk(doc, stack, out);
 }
 
 /// The conflicts at `key` of `obj` and, if its value is a map, below it.
 fn scan_key(doc: &Automerge, obj: &ObjId, key: &str, prefix: &str, out: &mut Vec<Found>) {
-    let field = if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    };
-    let all = doc.get_all(obj, key).unwrap_or_default();
-    if all.len() > 1 {
-        let values = all
-            .iter()
-            .map(|(v, id)| {
-                (
-                    render(doc, v, id),
-                    doc.hash_for_opid(id).map(|h| h.to_string()),
-                )
-            })
-            .collect();
-        let winner = doc
-            .get(obj, key)
-            .ok()
-            .flatten()
-            .map(|(v, id)| render(doc, &v, &id))
-            .unwrap_or(Json::Null);
-        out.push(Found {
-            field: field.clone(),
-            values,
-            winner,
-        });
-    }
-    // Descend into nested maps (attendance entries); lists hold no per-field conflicts
-    // worth an admin's time.
-    if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key) {
-        scan(doc, &child, &field, out);
+    walk(
+        doc,
+        vec![(obj.clone(), key.to_string(), prefix.to_string(), 0)],
+        out,
+    );
+}
+
+/// Depth-first over (object, key) pairs with an explicit stack: a document nested a
+/// thousand maps deep must not overflow the thread's stack.
+fn walk(doc: &Automerge, mut stack: Vec<(ObjId, String, String, usize)>, out: &mut Vec<Found>) {
+    while let Some((obj, key, prefix, depth)) = stack.pop() {
+        let field = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let all = doc.get_all(&obj, key.as_str()).unwrap_or_default();
+        if all.len() > 1 {
+            let values = all
+                .iter()
+                .take(MAX_CONFLICT_VALUES)
+                .map(|(v, id)| {
+                    (
+                        render(doc, v, id),
+                        doc.hash_for_opid(id).map(|h| h.to_string()),
+                    )
+                })
+                .collect();
+            let winner = doc
+                .get(&obj, key.as_str())
+                .ok()
+                .flatten()
+                .map(|(v, id)| render(doc, &v, &id))
+                .unwrap_or(Json::Null);
+            out.push(Found {
+                field: field.clone(),
+                values,
+                winner,
+            });
+        }
+        // Descend into nested maps (attendance entries); lists hold no per-field conflicts
+        // worth an admin's time.
+        if depth < MAX_SCAN_DEPTH
+            && let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(&obj, key.as_str())
+        {
+            let mut keys: Vec<String> = doc.keys(&child).collect();
+            keys.reverse();
+            for k in keys {
+                stack.push((child.clone(), k, field.clone(), depth + 1));
+            }
+        }
     }
 }
 

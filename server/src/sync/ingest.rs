@@ -22,6 +22,7 @@ use sync_protocol::{
 use super::{
     changed::{self, Changed},
     conflicts, doc_cache, projection,
+    shape::{START_OP_MARGIN, Shapes},
     pull::{ScopeMove, record_moves},
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
 };
@@ -289,10 +290,12 @@ fn ingest_document(
 
     // A group-level problem quarantines every change of the group.
     let group_error = match (
-        uuid::Uuid::parse_str(&group.doc_id),
+        sync_protocol::ids::canonical_id(&group.doc_id),
         DocType::parse(&group.doc_type),
     ) {
-        (Err(_), _) => Some(ChangeError::Malformed("doc_id is not a UUID".into())),
+        (None, _) => Some(ChangeError::Malformed(
+            "doc_id must be a lower-case hyphenated UUID (36 characters)".into(),
+        )),
         (_, None) => Some(ChangeError::UnknownDocumentType),
         _ => None,
     };
@@ -305,6 +308,35 @@ fn ingest_document(
     let doc_type =
         DocType::parse(&group.doc_type).ok_or_else(|| ApiError::internal("checked above"))?;
     let doc_id = group.doc_id.to_ascii_lowercase();
+
+    // Everything below is decided under the document's lock: a copy of this batch sent
+    // at once (a retry after a timeout on a bad link) must see what the other stored,
+    // not what was there before it waited.
+    let row = store::lock_document(conn, &doc_id)?;
+    if let Some(row) = &row {
+        // Scope first: a device learns nothing of a record it may not see, not even its
+        // type or that a change of it is already stored.
+        let error = if !principal
+            .actor()
+            .sees(row.province_code.as_deref(), row.cooperative_id.as_deref())
+            && !awaits_cooperative(conn, row)?
+        {
+            Some(ChangeError::OutOfScope)
+        } else if row.doc_type != doc_type.as_str() {
+            Some(ChangeError::WrongDocumentType {
+                expected: row.doc_type.clone(),
+                actual: doc_type.as_str().to_string(),
+            })
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            for c in incoming {
+                out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+            }
+            return finish(conn, principal, group, out);
+        }
+    }
 
     let hashes: Vec<String> = incoming.iter().map(|c| c.hash.clone()).collect();
     let mut known = store::known_hashes(conn, &hashes)?;
@@ -348,29 +380,6 @@ fn ingest_document(
     }
     let mut incoming = accepted;
 
-    let row = store::lock_document(conn, &doc_id)?;
-    if let Some(row) = &row {
-        let error = if row.doc_type != doc_type.as_str() {
-            Some(ChangeError::WrongDocumentType {
-                expected: row.doc_type.clone(),
-                actual: doc_type.as_str().to_string(),
-            })
-        } else if !principal
-            .actor()
-            .sees(row.province_code.as_deref(), row.cooperative_id.as_deref())
-            && !awaits_cooperative(conn, row)?
-        {
-            Some(ChangeError::OutOfScope)
-        } else {
-            None
-        };
-        if let Some(e) = error {
-            for c in incoming {
-                out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
-            }
-            return finish(conn, principal, group, out);
-        }
-    }
     let base = match &row {
         Some(r) => match doc_cache::get(&doc_id, &r.heads) {
             Some(doc) => doc,
@@ -676,6 +685,7 @@ fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
     }
     let mut ready = Vec::new();
     let mut rejected = Vec::new();
+    let mut shapes = Shapes::default();
     let mut remaining = candidates;
     loop {
         let mut progressed = false;
@@ -686,7 +696,9 @@ fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
                 continue;
             }
             progressed = true;
-            match check(&c.change, &actor_seq, &max_op) {
+            match check(&c.change, &actor_seq, &max_op)
+                .and_then(|()| shapes.check(base, &c.change))
+            {
                 Ok(()) => {
                     actor_seq.insert(c.change.actor_id().clone(), c.change.seq());
                     max_op.insert(c.change.hash(), c.change.max_op());
@@ -745,6 +757,14 @@ fn check(
     if change.start_op().get() <= deps_max {
         return Err(ChangeError::Rejected(format!(
             "start op {} is not above its dependencies' {deps_max}",
+            change.start_op()
+        )));
+    }
+    // A correct client starts one above its dependencies; far above makes a document
+    // that @automerge/automerge cannot load or that no later edit can follow.
+    if change.start_op().get() > deps_max + 1 + START_OP_MARGIN {
+        return Err(ChangeError::Rejected(format!(
+            "start op {} is far above its dependencies' {deps_max}",
             change.start_op()
         )));
     }

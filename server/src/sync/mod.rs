@@ -7,6 +7,7 @@ pub mod doc_cache;
 pub mod ingest;
 pub mod projection;
 pub mod pull;
+pub mod shape;
 pub mod store;
 
 use sync_protocol::messages::{DocPushResult, SyncRequest, SyncResponse};

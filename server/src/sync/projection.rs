@@ -52,28 +52,33 @@ pub fn scope_of(
         ),
         DocType::Member => {
             let m = Member::read(doc).0;
-            let coop_province = match &m.cooperative_id {
+            // Any spelling of a UUID names the one cooperative it is (braces, `urn:uuid:`):
+            // a look-up that missed would let the member's own province decide its scope.
+            let cooperative = m.cooperative_id.as_deref().map(lenient_id);
+            let coop_province = match &cooperative {
                 Some(c) => cooperatives::table
-                    .find(c.to_ascii_lowercase())
+                    .find(c)
                     .select(cooperatives::province_code)
                     .first::<Option<String>>(conn)
                     .optional()?
                     .flatten(),
                 None => None,
             };
-            (
-                coop_province.or(m.province_code),
-                m.cooperative_id.map(|c| c.to_ascii_lowercase()),
-            )
+            (coop_province.or(m.province_code), cooperative)
         }
         DocType::TrainingSession => {
             let s = TrainingSession::read_header(doc).0;
-            (
-                s.province_code,
-                s.cooperative_id.map(|c| c.to_ascii_lowercase()),
-            )
+            (s.province_code, s.cooperative_id.as_deref().map(lenient_id))
         }
     })
+}
+
+/// An id read from a document in its canonical spelling when it is a UUID in any
+/// spelling, else as written (lower-cased): flagged by validation, never a second id.
+pub fn lenient_id(s: &str) -> String {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| u.hyphenated().to_string())
+        .unwrap_or_else(|_| s.to_ascii_lowercase())
 }
 
 /// One projected attendance entry.
@@ -98,7 +103,7 @@ impl<'a> AttendanceRow<'a> {
         AttendanceRow {
             session_id,
             participant_id,
-            member_id: e.member_id.as_deref().map(str::to_ascii_lowercase),
+            member_id: e.member_id.as_deref().map(lenient_id),
             name: e.name.as_deref(),
             sex: e.sex.as_deref(),
             age: e.age,
@@ -159,7 +164,7 @@ pub fn project(
                 .values((
                     members::id.eq(doc_id),
                     members::cooperative_id
-                        .eq(m.cooperative_id.as_deref().map(str::to_ascii_lowercase)),
+                        .eq(m.cooperative_id.as_deref().map(lenient_id)),
                     members::full_name_khmer.eq(&m.full_name_khmer),
                     members::name_latin.eq(&m.name_latin),
                     members::sex.eq(&m.sex),
@@ -186,7 +191,7 @@ pub fn project(
                     training_sessions::programme.eq(&s.programme),
                     training_sessions::module.eq(&s.module),
                     training_sessions::cooperative_id
-                        .eq(s.cooperative_id.as_deref().map(str::to_ascii_lowercase)),
+                        .eq(s.cooperative_id.as_deref().map(lenient_id)),
                     training_sessions::group_name.eq(&s.group_name),
                     training_sessions::province_code.eq(&s.province_code),
                     training_sessions::location.eq(&s.location),

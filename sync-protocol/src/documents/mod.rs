@@ -406,12 +406,12 @@ pub(crate) mod rules {
 
     pub fn uuid(findings: &mut Vec<Finding>, field: &str, value: &Option<String>) {
         if let Some(v) = value
-            && uuid::Uuid::parse_str(v).is_err()
+            && !crate::ids::is_canonical_id(v)
         {
             findings.push(Finding::new(
                 "invalid_id",
                 field,
-                format!("`{field}` must be a UUID"),
+                format!("`{field}` must be a lower-case hyphenated UUID"),
             ));
         }
     }
