@@ -103,6 +103,8 @@ pub struct UserView {
     pub user: User,
     pub role: Role,
     pub assignments: Assignments,
+    /// Provinces of the assigned cooperatives (`None`: one is not known yet).
+    pub cooperative_provinces: Option<BTreeSet<String>>,
 }
 
 fn load_view(conn: &mut DbConnection, user: User) -> Result<UserView, ApiError> {
@@ -111,10 +113,12 @@ fn load_view(conn: &mut DbConnection, user: User) -> Result<UserView, ApiError> 
         provinces: User::provinces(conn, &user.id)?.into_iter().collect(),
         cooperatives: User::cooperatives(conn, &user.id)?.into_iter().collect(),
     };
+    let cooperative_provinces = cooperative_provinces(conn, &assignments.cooperatives)?;
     Ok(UserView {
         user,
         role,
         assignments,
+        cooperative_provinces,
     })
 }
 
@@ -123,6 +127,7 @@ fn target(view: &UserView) -> Target<'_> {
         user_id: &view.user.id,
         role: view.role,
         assignments: &view.assignments,
+        cooperative_provinces: view.cooperative_provinces.as_ref(),
     }
 }
 
@@ -229,22 +234,12 @@ fn authorize_assign(
     role: Role,
     a: &Assignments,
 ) -> Result<(), ApiError> {
-    if !actor.can_assign(role, a) {
+    let places = cooperative_provinces(conn, &a.cooperatives)?;
+    if !actor.can_assign(role, a, places.as_ref()) {
         return Err(ApiError::forbidden(
-            "you may only manage enumerators assigned within your own provinces",
+            "you may only manage enumerators assigned within your own provinces, and \
+             cooperatives known to be in them",
         ));
-    }
-    if actor.role == Role::ProvincialAdmin && !a.cooperatives.is_empty() {
-        // A cooperative assignment must not widen an enumerator's scope beyond the
-        // admin's provinces; cooperatives not yet synced cannot be placed, so refuse them.
-        match cooperative_provinces(conn, &a.cooperatives)? {
-            Some(p) if p.is_subset(&actor.assignments.provinces) => {}
-            _ => {
-                return Err(ApiError::forbidden(
-                    "you may only assign cooperatives known to be in your provinces",
-                ));
-            }
-        }
     }
     Ok(())
 }
@@ -388,7 +383,7 @@ pub fn update_user(
         }
         if let Some(role) = req.role {
             check_role_assignments(role, &view.assignments)?;
-            if !actor.can_assign(role, &view.assignments) {
+            if !actor.can_assign(role, &view.assignments, view.cooperative_provinces.as_ref()) {
                 return Err(ApiError::forbidden("you may not give this role"));
             }
         }

@@ -37,18 +37,22 @@ const MIN_RESERVATION: usize = 64 * 1024;
 /// The bytes all request bodies being read or parsed may hold at once. Each request
 /// reserves what it can need before reading (its Content-Length, the wire limit when
 /// chunked, a guess for gzip), waiting in line if the budget is spent, and gives it back
-/// when the parsed request is dropped. A gzip body that inflates past its guess takes
-/// more only if it is free: no request holds part of the budget while waiting for more,
-/// so requests cannot wait on each other forever.
+/// when the parsed request is dropped. A gzip body that inflates past its guess doubles
+/// its reservation step by step; when a step is not free it drops what it inflated,
+/// gives back that share and waits in line for the doubled one (keeping only its wire
+/// bytes), so requests cannot wait on each other holding inflated bytes.
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
     kib: Arc<Semaphore>,
+    /// The whole budget, in bytes.
+    capacity: usize,
 }
 
 impl BodyBudget {
     pub fn new(bytes: usize) -> Self {
         Self {
             kib: Arc::new(Semaphore::new(kib(bytes) as usize)),
+            capacity: kib(bytes) as usize * 1024,
         }
     }
 
@@ -62,16 +66,37 @@ impl BodyBudget {
             })
     }
 
-    fn grow(&self, reserved: &mut OwnedSemaphorePermit, bytes: usize) -> Result<(), ApiError> {
-        let more = self
-            .kib
-            .clone()
-            .try_acquire_many_owned(kib(bytes))
-            .map_err(|_| ApiError::ServerBusy {
+    /// Takes `bytes` more for a body that inflated past its reservation, if they are free
+    /// now. Never waits: see `read_body` for what happens when they are not.
+    fn try_grow(&self, reserved: &mut OwnedSemaphorePermit, bytes: usize) -> bool {
+        match self.kib.clone().try_acquire_many_owned(kib(bytes)) {
+            Ok(more) => {
+                reserved.merge(more);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives back all of `reserved` above `keep` bytes, then waits in line for `more`
+    /// bytes like a first reservation. What it keeps is a body's wire bytes: small next
+    /// to the budget, and bounded by the wait.
+    async fn regrow(
+        &self,
+        mut reserved: OwnedSemaphorePermit,
+        keep: usize,
+        more: usize,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        if keep + more > self.capacity {
+            return Err(ApiError::ServerBusy {
                 retry_after_secs: 5,
-            })?;
-        reserved.merge(more);
-        Ok(())
+            });
+        }
+        let surplus = reserved.num_permits().saturating_sub(kib(keep) as usize);
+        drop(reserved.split(surplus));
+        let extra = self.reserve(more).await?;
+        reserved.merge(extra);
+        Ok(reserved)
     }
 
     /// Bytes free right now (for tests and metrics).
@@ -173,24 +198,37 @@ where
         });
     }
     let corrupt = |_| ApiError::bad_request("invalid_body", "the gzip body is corrupt");
-    let guess = first - wire;
+    let mut guess = first - wire;
     let mut decoder = flate2::read::MultiGzDecoder::new(&body[..]);
     let mut decoded = Vec::new();
-    (&mut decoder)
-        .take(guess as u64 + 1)
-        .read_to_end(&mut decoded)
-        .map_err(corrupt)?;
-    if decoded.len() > guess {
-        budget.grow(&mut reserved, limits.decoded.saturating_sub(guess))?;
+    loop {
+        // Read up to one byte past the reservation, to learn whether there is more.
+        let room = (guess + 1).saturating_sub(decoded.len());
         (&mut decoder)
-            .take((limits.decoded + 1 - decoded.len()) as u64)
+            .take(room as u64)
             .read_to_end(&mut decoded)
             .map_err(corrupt)?;
-    }
-    if decoded.len() > limits.decoded {
-        return Err(ApiError::PayloadTooLarge {
-            limit: limits.decoded,
-        });
+        if decoded.len() <= guess {
+            break;
+        }
+        if guess >= limits.decoded {
+            return Err(ApiError::PayloadTooLarge {
+                limit: limits.decoded,
+            });
+        }
+        // Double the reservation: the budget bounds memory, not how many compressed
+        // bodies are read at once. When the step is not free, the inflated bytes are
+        // dropped with their share, the request waits in line for the doubled share and
+        // inflates again from the start: no request waits while holding inflated bytes,
+        // so requests cannot wait on each other and the budget still counts every
+        // inflated byte.
+        let next = guess.saturating_mul(2).min(limits.decoded);
+        if !budget.try_grow(&mut reserved, next - guess) {
+            decoded = Vec::new();
+            reserved = budget.regrow(reserved, wire, next).await?;
+            decoder = flate2::read::MultiGzDecoder::new(&body[..]);
+        }
+        guess = next;
     }
     Ok(Body {
         bytes: decoded,

@@ -81,11 +81,26 @@ impl Table {
     }
 }
 
+/// A cell that a spreadsheet would run as a formula (OWASP CSV injection: a first
+/// character of `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, which
+/// Excel and LibreOffice show as text and hide; a plain number such as `-2` is left as it
+/// is. Tablet-entered text reaches these cells.
+pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !(cell.parse::<f64>().is_ok_and(f64::is_finite) && !cell.contains(['\t', '\r']))
+    {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 fn write_record<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let cell = &*neutralise_formula(cell);
         if cell.contains([',', '"', '\n', '\r']) {
             let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
         } else {
@@ -299,6 +314,21 @@ mod tests {
             "\u{feff}a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",\"two\nlines\"\r\n\
              សហករណ៍,\r\n"
         );
+    }
+
+    #[test]
+    fn cells_that_would_run_as_formulas_are_neutralised() {
+        for risky in ["=HYPERLINK(\"http://x\",\"y\")", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "\t=1", "\r=1"] {
+            assert_eq!(neutralise_formula(risky), format!("'{risky}"), "{risky:?}");
+        }
+        for safe in ["-2", "+855", "-1.5", "សុខ", "a=b", ""] {
+            assert_eq!(neutralise_formula(safe), safe, "{safe:?}");
+        }
+        let table = Table {
+            columns: vec!["name"],
+            rows: vec![vec!["=1+1".into()]],
+        };
+        assert_eq!(table.to_csv(), "\u{feff}name\r\n'=1+1\r\n");
     }
 
     #[test]

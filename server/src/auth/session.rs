@@ -223,12 +223,20 @@ pub async fn login(
                     Some(device) if device.revoked_at.is_some() => {
                         return Err(ApiError::DeviceRevoked);
                     }
+                    Some(device) if device.user_id != user.id => {
+                        // A device id belongs to the account that registered it: signing
+                        // in with someone else's would sign them out and let this account
+                        // push under their Automerge actor. A shared tablet makes a new
+                        // device id for each account (docs/api.md).
+                        return Err(ApiError::Conflict {
+                            code: "device_registered_to_another_account",
+                            message: "this device id is registered to another account; \
+                                      an app signing in a different account must use a new \
+                                      device id"
+                                .into(),
+                        });
+                    }
                     Some(device) => {
-                        if device.user_id != user.id {
-                            // A shared tablet changing hands: the previous user's tokens
-                            // on it end now.
-                            Device::revoke_tokens(conn, &device.id)?;
-                        }
                         diesel::update(devices::table.find(&device.id))
                             .set((
                                 devices::user_id.eq(&user.id),

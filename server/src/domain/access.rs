@@ -60,6 +60,9 @@ pub struct Target<'a> {
     pub user_id: &'a str,
     pub role: Role,
     pub assignments: &'a Assignments,
+    /// The provinces of the assigned cooperatives per the projection, or `None` when one
+    /// of them is not known to the server yet (it cannot be placed).
+    pub cooperative_provinces: Option<&'a BTreeSet<String>>,
 }
 
 impl Actor {
@@ -68,6 +71,9 @@ impl Actor {
     pub fn can_manage(&self, target: &Target<'_>) -> bool {
         match self.role {
             Role::NationalAdmin => true,
+            // The account's whole scope must lie inside the admin's: its provinces and
+            // the provinces of its cooperatives. Otherwise an admin could reset its
+            // password, sign in as it and read another province.
             Role::ProvincialAdmin => {
                 target.role == Role::Enumerator
                     && !target.assignments.provinces.is_empty()
@@ -75,17 +81,28 @@ impl Actor {
                         .assignments
                         .provinces
                         .is_subset(&self.assignments.provinces)
+                    && (target.assignments.cooperatives.is_empty()
+                        || target
+                            .cooperative_provinces
+                            .is_some_and(|p| p.is_subset(&self.assignments.provinces)))
             }
             Role::Enumerator => false,
         }
     }
 
-    /// Whether the actor may give an account this role and these assignments.
-    pub fn can_assign(&self, role: Role, assignments: &Assignments) -> bool {
+    /// Whether the actor may give an account this role and these assignments
+    /// (`cooperative_provinces` as in [`Target`]).
+    pub fn can_assign(
+        &self,
+        role: Role,
+        assignments: &Assignments,
+        cooperative_provinces: Option<&BTreeSet<String>>,
+    ) -> bool {
         self.can_manage(&Target {
             user_id: "",
             role,
             assignments,
+            cooperative_provinces,
         })
     }
 
@@ -129,17 +146,29 @@ mod tests {
         let inside = assignments(&["07"]);
         let straddling = assignments(&["07", "12"]);
         let none = assignments(&[]);
-        assert!(admin.can_assign(Role::Enumerator, &inside));
-        assert!(!admin.can_assign(Role::Enumerator, &straddling));
-        assert!(!admin.can_assign(Role::Enumerator, &none));
-        assert!(!admin.can_assign(Role::ProvincialAdmin, &inside));
+        assert!(admin.can_assign(Role::Enumerator, &inside, None));
+        assert!(!admin.can_assign(Role::Enumerator, &straddling, None));
+        assert!(!admin.can_assign(Role::Enumerator, &none, None));
+        assert!(!admin.can_assign(Role::ProvincialAdmin, &inside, None));
+    }
+
+    #[test]
+    fn provincial_admin_does_not_manage_an_enumerator_whose_cooperatives_lie_elsewhere() {
+        let admin = actor(Role::ProvincialAdmin, &["07"]);
+        let mut a = assignments(&["07"]);
+        a.cooperatives.insert("c12".into());
+        let in_12: BTreeSet<String> = ["12".to_string()].into();
+        let in_07: BTreeSet<String> = ["07".to_string()].into();
+        assert!(!admin.can_assign(Role::Enumerator, &a, Some(&in_12)));
+        assert!(!admin.can_assign(Role::Enumerator, &a, None));
+        assert!(admin.can_assign(Role::Enumerator, &a, Some(&in_07)));
     }
 
     #[test]
     fn enumerators_manage_nobody_and_national_admins_everybody() {
         let inside = assignments(&["07"]);
-        assert!(!actor(Role::Enumerator, &["07"]).can_assign(Role::Enumerator, &inside));
-        assert!(actor(Role::NationalAdmin, &[]).can_assign(Role::NationalAdmin, &inside));
+        assert!(!actor(Role::Enumerator, &["07"]).can_assign(Role::Enumerator, &inside, None));
+        assert!(actor(Role::NationalAdmin, &[]).can_assign(Role::NationalAdmin, &inside, None));
     }
 
     #[test]

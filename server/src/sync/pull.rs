@@ -181,7 +181,11 @@ fn reconcile_scope(
         let mut removed = Vec::new();
         let changed = old.as_ref() != Some(scope);
         if changed {
-            // A device starting from cursor 0 gets everything by the normal path.
+            // A device starting from cursor 0 gets everything in its scope now by the
+            // normal path: nothing is owed to it from an earlier scope.
+            if cursor == 0 {
+                backfill.clear();
+            }
             if let (Some(old), true) = (&old, cursor > 0) {
                 let before = docs_in(conn, old)?;
                 let after = docs_in(conn, scope)?;
@@ -395,19 +399,35 @@ pub fn pull(
     wanted.truncate(1000);
     let allowed = in_scope(conn, &scope, &wanted)?;
     wanted.retain(|d| allowed.contains(d));
+    let requested: Vec<String> = wanted.clone();
     wanted.extend(backfill.iter().cloned());
     let mut served = BTreeSet::new();
     for doc_id in wanted {
         if page.bytes >= budget && !page.docs.is_empty() {
             break;
         }
-        if !served.insert(doc_id.clone()) {
+        if served.contains(&doc_id) {
             continue;
         }
         let Some(doc) = store::find_document(conn, &doc_id)? else {
+            served.insert(doc_id);
             continue;
         };
-        for row in store::document_changes(conn, &doc_id)? {
+        // Every document served passes the scope rule now, whatever a list said when it
+        // was written: an owed document that left the scope since is dropped, not sent.
+        if !scope.sees(&(doc.province_code.clone(), doc.cooperative_id.clone())) {
+            served.insert(doc_id);
+            continue;
+        }
+        let rows = store::document_changes(conn, &doc_id)?;
+        let size: usize = rows.iter().map(|r| r.bytes.len()).sum();
+        // Whole histories page within the byte budget too; one larger than the budget is
+        // sent alone.
+        if !page.docs.is_empty() && page.bytes + size > budget {
+            break;
+        }
+        served.insert(doc_id.clone());
+        for row in rows {
             page.add(&doc_id, &doc.doc_type, &row.bytes);
         }
     }
@@ -415,6 +435,8 @@ pub fn pull(
         take_served(conn, &principal.device_id, &served, &departed)?;
     }
     backfill.retain(|d| !served.contains(d));
+    // Documents asked for that did not fit this page: the device asks again.
+    let requested_left = requested.iter().any(|d| !served.contains(d));
 
     // Then new changes, in server order.
     let (next_cursor, more_changes) = conn.transaction::<_, ApiError, _>(|conn| {
@@ -458,7 +480,7 @@ pub fn pull(
         docs: page.docs,
         removed,
         cursor: encode_cursor(next_cursor),
-        more: more_changes || !backfill.is_empty(),
+        more: more_changes || !backfill.is_empty() || requested_left,
     })
 }
 

@@ -68,10 +68,15 @@ pub struct NewQuarantine {
     pub bytes: Option<Vec<u8>>,
 }
 
-/// Loads a document, holding its row lock until the transaction ends. On SQLite the
-/// write transaction already holds the database's write lock.
+/// Loads a document, holding its lock until the transaction ends. On PostgreSQL a
+/// transaction-scoped advisory lock on the id serialises writers of a document that
+/// does not exist yet too (a row lock needs a row); on SQLite the write transaction
+/// already holds the database's write lock.
 pub fn lock_document(conn: &mut DbConnection, id: &str) -> QueryResult<Option<DocumentRow>> {
     if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(pg)?;
         diesel::sql_query("SELECT id FROM documents WHERE id = $1 FOR UPDATE")
             .bind::<diesel::sql_types::Text, _>(id)
             .execute(pg)?;

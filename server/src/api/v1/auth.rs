@@ -33,6 +33,7 @@ fn client_ip(req: &HttpRequest) -> std::net::IpAddr {
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, body = ErrorBody, description = "`invalid_credentials`, `account_disabled`, `device_revoked`"),
+        (status = 409, body = ErrorBody, description = "`device_registered_to_another_account`: the device id was registered by another account; use a new device id for this account"),
         (status = 422, body = ErrorBody, description = "`validation_failed`"),
         (status = 429, body = ErrorBody, description = "`too_many_login_attempts`, with Retry-After"),
         (status = 503, body = ErrorBody, description = "`server_busy`: too many sign-ins at once")))]

@@ -1,0 +1,291 @@
+//! What an outside penetration battery broke (issue 11), one test each: a device taken
+//! over by another account, an admin managing an enumerator whose cooperative lies in
+//! another province, records served after a province was withdrawn, formula injection in
+//! CSV exports, an existence oracle in the push answer, and a burst of gzip pushes
+//! refused while the server had room.
+
+use std::collections::BTreeSet;
+
+use coopsync_tests::{TestApp, dual_backend_tests, tablet::Tablet};
+use serde_json::json;
+use sync_protocol::{
+    PROTOCOL_VERSION,
+    messages::{DocChanges, SyncRequest},
+};
+
+fn a_device_id_belongs_to_the_account_that_registered_it(app: &TestApp) {
+    app.create_user("owner", "enumerator", &["07"], &[]);
+    app.create_user("intruder", "enumerator", &["07"], &[]);
+    let device = uuid::Uuid::new_v4().to_string();
+    let owner = app.login_on("owner", &device);
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": "intruder", "password": coopsync_tests::PASSWORD,
+                "device_id": device, "device_name": "stolen id"}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "device_registered_to_another_account"),
+        "{}",
+        r.body
+    );
+    // The owner is still signed in, and still refreshes.
+    assert_eq!(app.get("/api/v1/me", Some(&owner.access)).status, 200);
+    let r = app.post(
+        "/api/v1/auth/refresh",
+        None,
+        &json!({"refresh_token": owner.refresh}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The owner signing in again on the same device is fine.
+    app.login_on("owner", &device);
+}
+
+fn a_provincial_admin_manages_only_accounts_wholly_inside_their_provinces(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop_12 = nat.create_cooperative("12", "Far away");
+    nat.sync();
+    let wide = app.create_user("wide", "enumerator", &["07"], &[&coop_12]);
+    let narrow = app.create_user("narrow", "enumerator", &["07"], &[]);
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    let admin = app.login("p07");
+    for path in [format!("/api/v1/users/{wide}")] {
+        assert_eq!(app.get(&path, Some(&admin.access)).status, 404, "{path}");
+    }
+    let r = app.post(
+        &format!("/api/v1/users/{wide}/password"),
+        Some(&admin.access),
+        &json!({"password": "taken-over-account"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = app.post(
+        &format!("/api/v1/users/{narrow}/password"),
+        Some(&admin.access),
+        &json!({"password": "a-new-password-ok"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+fn pull(tablet: &mut Tablet, cursor: Option<String>, max: usize) -> serde_json::Value {
+    let (status, body) = tablet.transport.post(&SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        pull: true,
+        cursor,
+        max_pull_bytes: Some(max),
+        ..SyncRequest::default()
+    });
+    assert_eq!(status, 200, "{body}");
+    body["pull"].clone()
+}
+
+fn doc_ids(pull: &serde_json::Value) -> BTreeSet<String> {
+    pull["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn records_owed_under_a_withdrawn_province_are_never_served(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    let enumerator = app.create_user("enum", "enumerator", &["07"], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let mut in_12 = BTreeSet::new();
+    nat.create_cooperative("07", "Home");
+    for i in 0..8 {
+        let c = nat.create_cooperative("12", &format!("Twelve {i}"));
+        in_12.insert(nat.add_member(&c, &format!("Member {i}"), "female"));
+        in_12.insert(c);
+    }
+    nat.sync();
+    let admin = app.login("nat");
+    let assign = |provinces: serde_json::Value| {
+        let r = app.send(
+            "PUT",
+            &format!("/api/v1/users/{enumerator}/assignments"),
+            Some(&admin.access),
+            &json!({ "provinces": provinces }),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let mut t = Tablet::new(app, "enum");
+    let first = pull(&mut t, None, 1024 * 1024);
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    assign(json!(["07", "12"]));
+    // A small page: most of 12's history is still owed.
+    let page = pull(&mut t, Some(cursor.clone()), 1024);
+    assert!(page["more"].as_bool().unwrap(), "{page}");
+    let got = doc_ids(&page);
+    assert!(!got.is_empty() && got.len() < in_12.len(), "{got:?}");
+    assign(json!(["07"]));
+    for cursor in [None, Some(cursor)] {
+        let mut served = BTreeSet::new();
+        let mut c = cursor;
+        for _ in 0..50 {
+            let p = pull(&mut t, c.clone(), 64 * 1024);
+            served.extend(doc_ids(&p));
+            c = Some(p["cursor"].as_str().unwrap().to_string());
+            if !p["more"].as_bool().unwrap() {
+                break;
+            }
+        }
+        let leaked: Vec<&String> = served.intersection(&in_12).collect();
+        assert!(leaked.is_empty(), "province 12 served after withdrawal: {leaked:?}");
+    }
+}
+
+fn csv_exports_never_hold_a_live_formula(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let names = [
+        "=HYPERLINK(\"http://evil.example\",\"click\")",
+        "@SUM(A1:A9)",
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+    ];
+    for name in names {
+        nat.create_cooperative("07", name);
+    }
+    nat.sync();
+    let admin = app.login("nat");
+    let r = app.get("/api/v1/exports/cooperatives", Some(&admin.access));
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.raw.clone()).unwrap();
+    for line in text.lines().skip(1) {
+        for cell in line.split(',') {
+            let cell = cell.trim_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '@']) && !(cell.starts_with('-') && cell.contains('+')),
+                "live formula in {line:?}"
+            );
+        }
+    }
+    assert!(text.contains("'=HYPERLINK("), "{text}");
+    assert!(text.contains("'@SUM(A1:A9)"), "{text}");
+}
+
+fn a_record_out_of_scope_answers_the_same_whether_or_not_it_exists(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("e12", "enumerator", &["12"], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Hidden");
+    nat.sync();
+    let history: Vec<String> = {
+        use base64::Engine as _;
+        nat.client
+            .doc(&coop)
+            .unwrap()
+            .get_changes(&[])
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c.raw_bytes()))
+            .collect()
+    };
+    let mut t = Tablet::new(app, "e12");
+    for doc_type in ["cooperative", "member"] {
+        let (status, body) = t.transport.post(&SyncRequest {
+            protocol_version: PROTOCOL_VERSION,
+            push: vec![DocChanges {
+                doc_id: coop.clone(),
+                doc_type: doc_type.into(),
+                changes: history.clone(),
+            }],
+            ..SyncRequest::default()
+        });
+        assert_eq!(status, 200);
+        let r = &body["push"][0];
+        assert_eq!(r["duplicates"], 0, "{doc_type}: {r}");
+        assert_eq!(r["errors"][0]["code"], "out_of_scope", "{doc_type}: {r}");
+    }
+}
+
+dual_backend_tests!(
+    a_device_id_belongs_to_the_account_that_registered_it,
+    a_provincial_admin_manages_only_accounts_wholly_inside_their_provinces,
+    records_owed_under_a_withdrawn_province_are_never_served,
+    csv_exports_never_hold_a_live_formula,
+    a_record_out_of_scope_answers_the_same_whether_or_not_it_exists,
+    sixteen_gzip_pushes_of_twenty_sessions_all_succeed,
+);
+
+/// Issue 17: hex + gzip bodies of ~20 session documents inflate past the body budget's
+/// first guess (8x). The budget took the whole 16 MiB decoded limit at once and refused
+/// all but ~3 such requests with 503 while the server sat idle; now it grows step by step
+/// and waits in line.
+fn sixteen_gzip_pushes_of_twenty_sessions_all_succeed(app: &TestApp) {
+    use std::io::Write as _;
+    use sync_protocol::messages::ChangeEncoding;
+    const TABLETS: usize = 16;
+    app.create_user("nat", "national_admin", &[], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Burst");
+    nat.sync();
+    let mut tablets: Vec<Tablet> = (0..TABLETS)
+        .map(|i| {
+            let name = format!("enum{i}");
+            app.create_user(&name, "enumerator", &["07"], &[]);
+            Tablet::new(app, &name)
+        })
+        .collect();
+    let mut requests = Vec::new();
+    for t in &mut tablets {
+        let mut push = Vec::new();
+        for _ in 0..20 {
+            let s = t.create_session("07", &coop);
+            for p in 0..30 {
+                t.record_attendance(&s, &format!("p{p}"), None, 6.0);
+            }
+            push.push(DocChanges {
+                doc_id: s.clone(),
+                doc_type: "training_session".into(),
+                changes: t
+                    .client
+                    .doc(&s)
+                    .unwrap()
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| hex::encode(c.raw_bytes()))
+                    .collect(),
+            });
+        }
+        requests.push(SyncRequest {
+            protocol_version: PROTOCOL_VERSION,
+            encoding: ChangeEncoding::Hex,
+            push,
+            ..SyncRequest::default()
+        });
+    }
+    // The premise: such a body inflates past the first guess.
+    let json = serde_json::to_vec(&requests[0]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).unwrap();
+    let wire = gz.finish().unwrap().len();
+    assert!(
+        json.len() > 8 * wire && 8 * wire > 64 * 1024,
+        "{} bytes inflate from {wire}",
+        json.len()
+    );
+    let barrier = std::sync::Barrier::new(TABLETS);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = tablets
+            .iter_mut()
+            .zip(&requests)
+            .map(|(t, r)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let status = t.transport.try_post(r).map(|(status, _)| status);
+                    // try_post repeats a 503; none may have been needed.
+                    status.map(|s| if t.transport.busy_retries > 0 { 503 } else { s })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
