@@ -87,8 +87,9 @@ impl Table {
 /// is. Tablet-entered text reaches these cells.
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    if risky && !(cell.parse::<f64>().is_ok_and(f64::is_finite) && !cell.contains(['\t', '\r']))
-    {
+    // A tab or carriage return never parses as a number, so they are always neutralised.
+    let plain_number = cell.parse::<f64>().is_ok_and(f64::is_finite);
+    if risky && !plain_number {
         std::borrow::Cow::Owned(format!("'{cell}"))
     } else {
         std::borrow::Cow::Borrowed(cell)
@@ -318,7 +319,14 @@ mod tests {
 
     #[test]
     fn cells_that_would_run_as_formulas_are_neutralised() {
-        for risky in ["=HYPERLINK(\"http://x\",\"y\")", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "\t=1", "\r=1"] {
+        for risky in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "@SUM(A1)",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "\t=1",
+            "\r=1",
+        ] {
             assert_eq!(neutralise_formula(risky), format!("'{risky}"), "{risky:?}");
         }
         for safe in ["-2", "+855", "-1.5", "សុខ", "a=b", ""] {

@@ -22,6 +22,9 @@ use crate::{
 };
 
 const REFRESH_PREFIX: &str = "csr_";
+/// Failures of one account from all addresses together that throttle it, as a multiple
+/// of `login_max_failures_per_account` (which counts one address).
+const ACCOUNT_WIDE_FACTOR: i64 = 10;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -166,23 +169,44 @@ pub async fn login(
     let window = settings.login_failure_window_secs;
     let max_failures = i64::from(settings.login_max_failures_per_account);
     let lookup_name = username.clone();
-    let (user, throttled) = state
+    let reserve_ip = client_ip.to_string();
+    // The attempt is counted before its password is checked, under a lock on the
+    // username, so concurrent attempts cannot all pass a count read before any of them
+    // was written. The limit counts an account's failures from one address (someone
+    // guessing elsewhere cannot lock the owner out), and ten times as many from all
+    // addresses together (a guess spread over many addresses).
+    let (user, attempt) = state
         .db
         .run(move |conn| {
-            let since = now() - ChronoDuration::seconds(window as i64);
-            let (failures, oldest) = LoginFailure::recent(conn, &lookup_name, since)?;
-            let throttled = (failures >= max_failures).then(|| retry_after_secs(oldest, window));
-            Ok((User::find_by_username(conn, &lookup_name)?, throttled))
+            write_transaction(conn, |conn| {
+                if let DbConnection::Postgresql(pg) = conn {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
+                        .bind::<diesel::sql_types::Text, _>(&lookup_name)
+                        .execute(pg)?;
+                }
+                let since = now() - ChronoDuration::seconds(window as i64);
+                let (here, oldest_here) =
+                    LoginFailure::recent(conn, &lookup_name, Some(&reserve_ip), since)?;
+                let (everywhere, oldest) = LoginFailure::recent(conn, &lookup_name, None, since)?;
+                if here >= max_failures {
+                    return Err(ApiError::TooManyLoginAttempts {
+                        retry_after_secs: retry_after_secs(oldest_here, window),
+                    });
+                }
+                if everywhere >= max_failures.saturating_mul(ACCOUNT_WIDE_FACTOR) {
+                    return Err(ApiError::TooManyLoginAttempts {
+                        retry_after_secs: retry_after_secs(oldest, window),
+                    });
+                }
+                let attempt = LoginFailure::reserve(conn, &lookup_name, &reserve_ip)?;
+                Ok((User::find_by_username(conn, &lookup_name)?, attempt))
+            })
         })
         .await?;
-    if let Some(retry_after_secs) = throttled {
-        return Err(ApiError::TooManyLoginAttempts { retry_after_secs });
-    }
     let ok = state
         .hasher
         .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
-    let ip = client_ip.to_string();
     let Some(user) = user.filter(|_| ok) else {
         state.ip_throttle.record_failure(client_ip);
         let rid = request_id.clone();
@@ -190,7 +214,7 @@ pub async fn login(
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    LoginFailure::record(conn, &username, &ip)?;
+                    // The failure was counted when the attempt was reserved.
                     let user_id = User::find_by_username(conn, &username)?.map(|u| u.id);
                     AuditEvent {
                         actor_user_id: user_id.as_deref(),
@@ -219,6 +243,7 @@ pub async fn login(
         .run(move |conn| {
             write_transaction(conn, |conn| {
                 let at = now();
+                LoginFailure::forget(conn, attempt)?;
                 match Device::find(conn, &device_id)? {
                     Some(device) if device.revoked_at.is_some() => {
                         return Err(ApiError::DeviceRevoked);
@@ -364,9 +389,12 @@ pub async fn refresh(
                         }
                         // The response that carried the child was probably lost on the
                         // way to the tablet: retire the child and issue a new one, once.
+                        // `retired`, not `revoked`: if the child turns up later, two
+                        // holders had the same token (the retry was a thief's, or the
+                        // thief holds the child), and both lineages end (reuse).
                         if let Some(child) = child {
                             diesel::update(refresh_tokens::table.find(&child.id))
-                                .set(refresh_tokens::status.eq("revoked"))
+                                .set(refresh_tokens::status.eq("retired"))
                                 .execute(conn)?;
                         }
                         diesel::update(refresh_tokens::table.find(&token.id))
@@ -387,6 +415,14 @@ pub async fn refresh(
                             epoch: device.token_epoch,
                             refresh_token,
                         }));
+                    }
+                    // A token retired by a lost-response retry used after all: two
+                    // lineages of this device's tokens are alive (OAuth 2.0 security
+                    // BCP reuse detection).
+                    "retired" => {
+                        Device::revoke_tokens(conn, &device.id)?;
+                        audit(conn, "failure", "reuse_detected")?;
+                        return Ok(RefreshOutcome::Reused);
                     }
                     _ => return Err(ApiError::InvalidRefreshToken),
                 };

@@ -304,23 +304,48 @@ impl LoginFailure {
             .map(|_| ())
     }
 
-    /// Failures since `since`, and the oldest of them (which decides Retry-After).
+    /// Failures since `since` (from `ip` only, when given), and the oldest of them (which
+    /// decides Retry-After).
     pub fn recent(
         conn: &mut DbConnection,
         username: &str,
+        ip: Option<&str>,
         since: NaiveDateTime,
     ) -> QueryResult<(i64, Option<NaiveDateTime>)> {
-        let count = login_failures::table
-            .filter(login_failures::username.eq(username))
-            .filter(login_failures::failed_at.gt(since))
-            .count()
-            .get_result(conn)?;
-        let oldest = login_failures::table
-            .filter(login_failures::username.eq(username))
-            .filter(login_failures::failed_at.gt(since))
+        let rows = || {
+            let mut q = login_failures::table
+                .filter(login_failures::username.eq(username))
+                .filter(login_failures::failed_at.gt(since))
+                .into_boxed();
+            if let Some(ip) = ip {
+                q = q.filter(login_failures::client_ip.eq(ip.to_string()));
+            }
+            q
+        };
+        let count = rows().count().get_result(conn)?;
+        let oldest = rows()
             .select(diesel::dsl::min(login_failures::failed_at))
             .first(conn)?;
         Ok((count, oldest))
+    }
+
+    /// Records an attempt as a failure before its password is checked, and returns its
+    /// row id: a sign-in that succeeds takes it back (`forget`). Reserving first makes
+    /// the limit hold under concurrency: 400 attempts at once cannot all be hashed.
+    pub fn reserve(conn: &mut DbConnection, username: &str, ip: &str) -> QueryResult<i64> {
+        Self::record(conn, username, ip)?;
+        login_failures::table
+            .filter(login_failures::username.eq(username))
+            .filter(login_failures::client_ip.eq(ip))
+            .select(diesel::dsl::max(login_failures::id))
+            .first::<Option<i64>>(conn)?
+            .ok_or(diesel::result::Error::NotFound)
+    }
+
+    pub fn forget(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
+        diesel::delete(login_failures::table.find(id))
+            .execute(conn)
+            .map(|_| ())
     }
 
     pub fn prune(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {

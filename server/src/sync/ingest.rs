@@ -22,8 +22,8 @@ use sync_protocol::{
 use super::{
     changed::{self, Changed},
     conflicts, doc_cache, projection,
-    shape::{START_OP_MARGIN, Shapes},
     pull::{ScopeMove, record_moves},
+    shape::{START_OP_MARGIN, Shapes},
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
 };
 use crate::{
@@ -696,8 +696,7 @@ fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
                 continue;
             }
             progressed = true;
-            match check(&c.change, &actor_seq, &max_op)
-                .and_then(|()| shapes.check(base, &c.change))
+            match check(&c.change, &actor_seq, &max_op).and_then(|()| shapes.check(base, &c.change))
             {
                 Ok(()) => {
                     actor_seq.insert(c.change.actor_id().clone(), c.change.seq());

@@ -163,8 +163,7 @@ pub fn project(
             diesel::insert_into(members::table)
                 .values((
                     members::id.eq(doc_id),
-                    members::cooperative_id
-                        .eq(m.cooperative_id.as_deref().map(lenient_id)),
+                    members::cooperative_id.eq(m.cooperative_id.as_deref().map(lenient_id)),
                     members::full_name_khmer.eq(&m.full_name_khmer),
                     members::name_latin.eq(&m.name_latin),
                     members::sex.eq(&m.sex),

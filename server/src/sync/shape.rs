@@ -131,13 +131,19 @@ impl Shapes {
                 (ObjType::List | ObjType::Text, legacy::Key::Map(_), _) => {
                     return Err(unsupported("a map key used in a list or text"));
                 }
-                (ObjType::List | ObjType::Text, legacy::Key::Seq(legacy::ElementId::Head), false) => {
+                (
+                    ObjType::List | ObjType::Text,
+                    legacy::Key::Seq(legacy::ElementId::Head),
+                    false,
+                ) => {
                     return Err(unsupported("an update of the head of a list"));
                 }
                 (ObjType::List | ObjType::Text, legacy::Key::Seq(_), true) => FieldKey::Inserted,
-                (ObjType::List | ObjType::Text, legacy::Key::Seq(legacy::ElementId::Id(e)), false) => {
-                    FieldKey::Element(op_key(e))
-                }
+                (
+                    ObjType::List | ObjType::Text,
+                    legacy::Key::Seq(legacy::ElementId::Id(e)),
+                    false,
+                ) => FieldKey::Element(op_key(e)),
             };
             match &op.action {
                 legacy::OpType::Increment(_) => {
@@ -213,7 +219,9 @@ mod tests {
         let mut deep = AutoCommit::new();
         let mut obj = ROOT;
         for i in 0..=MAX_DEPTH {
-            obj = deep.put_object(&obj, format!("k{i}"), ObjType::Map).unwrap();
+            obj = deep
+                .put_object(&obj, format!("k{i}"), ObjType::Map)
+                .unwrap();
         }
         let change = last_change(&mut deep);
         assert_eq!(
@@ -226,7 +234,8 @@ mod tests {
     fn counters_and_tables_are_refused() {
         let base = Automerge::new();
         let mut doc = AutoCommit::new();
-        doc.put(ROOT, "n", automerge::ScalarValue::counter(1)).unwrap();
+        doc.put(ROOT, "n", automerge::ScalarValue::counter(1))
+            .unwrap();
         doc.commit();
         doc.increment(ROOT, "n", 2).unwrap();
         let changes = doc.get_changes(&[]);

@@ -93,8 +93,6 @@ fn refresh_rotates_allows_one_lost_response_retry_and_revokes_on_reuse(app: &Tes
     assert_eq!(retry.status, 200, "lost-response retry: {}", retry.body);
     let r2 = retry.str("refresh_token");
     assert_ne!(r2, r1);
-    // r1 was retired by the retry.
-    assert_eq!(refresh(app, &r1).code(), "invalid_refresh_token");
     let third = refresh(app, &r2);
     assert_eq!(third.status, 200);
     let r3 = third.str("refresh_token");
@@ -109,6 +107,24 @@ fn refresh_rotates_allows_one_lost_response_retry_and_revokes_on_reuse(app: &Tes
     // Signing in again works: the device is not revoked, only its tokens.
     let again = app.login_on("bopha", &s.device_id);
     assert_eq!(app.get("/api/v1/me", Some(&again.access)).status, 200);
+
+    // A thief retries a spent token inside the retry window and gets a pair; when the
+    // real device then uses the token the retry retired, two lineages are alive: every
+    // token of the device dies, the thief's included.
+    let real = refresh(app, &again.refresh);
+    assert_eq!(real.status, 200);
+    let real_next = real.str("refresh_token");
+    let thief = refresh(app, &again.refresh);
+    assert_eq!(thief.status, 200, "{}", thief.body);
+    let stolen = thief.str("refresh_token");
+    let stolen_access = thief.str("access_token");
+    let r = refresh(app, &real_next);
+    assert_eq!((r.status, r.code()), (401, "refresh_token_reused"));
+    assert_eq!(refresh(app, &stolen).code(), "invalid_refresh_token");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&stolen_access)).code(),
+        "token_revoked"
+    );
 }
 
 fn retry_outside_the_window_counts_as_reuse() {
@@ -312,6 +328,56 @@ fn account_throttle_blocks_even_the_right_password_then_says_when() {
 #[test]
 fn both_account_throttle_blocks_even_the_right_password_then_says_when() {
     account_throttle_blocks_even_the_right_password_then_says_when();
+}
+
+#[test]
+/// Issue 11: 400 concurrent wrong passwords were all hashed against a limit of 100 (the
+/// count was read before hashing and written after). Each attempt is now reserved under
+/// a lock before its password is checked.
+fn the_account_limit_holds_under_400_concurrent_attempts() {
+    for backend in [
+        coopsync_tests::Backend::Sqlite,
+        coopsync_tests::Backend::Postgres,
+    ] {
+        let Some(app) = TestApp::spawn_with(backend, |s| s.login_max_failures_per_account = 20)
+        else {
+            continue;
+        };
+        app.create_user("target", "enumerator", &["07"], &[]);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..40)
+                .map(|_| {
+                    let app = &app;
+                    s.spawn(move || {
+                        (0..10)
+                            .map(|_| {
+                                let device = uuid::Uuid::new_v4().to_string();
+                                app.post(
+                                    "/api/v1/auth/login",
+                                    None,
+                                    &login_body("target", "guess-guess-guess", &device),
+                                )
+                                .status
+                            })
+                            .collect::<Vec<u16>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+        coopsync_tests::notice(&format!(
+            "{backend:?}: 400 concurrent wrong passwords, limit 20: {} checked (401), {} throttled (429), {} busy (503)",
+            count(401),
+            count(429),
+            count(503)
+        ));
+        assert!(count(401) <= 20 && count(401) > 0, "{statuses:?}");
+        assert_eq!(count(401) + count(429) + count(503), 400, "{statuses:?}");
+    }
 }
 
 #[test]

@@ -22,7 +22,12 @@ use sync_protocol::{
     messages::{DocChanges, SyncRequest},
 };
 
-fn push(tablet: &mut Tablet, doc_id: &str, doc_type: &str, changes: &[Vec<u8>]) -> serde_json::Value {
+fn push(
+    tablet: &mut Tablet,
+    doc_id: &str,
+    doc_type: &str,
+    changes: &[Vec<u8>],
+) -> serde_json::Value {
     use base64::Engine as _;
     let (status, body) = tablet.transport.post(&SyncRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -91,7 +96,9 @@ fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
     let mut deep = doc.fork().with_actor(a.clone());
     let mut obj = ROOT;
     for i in 0..1000 {
-        obj = deep.put_object(&obj, format!("n{i}"), ObjType::Map).unwrap();
+        obj = deep
+            .put_object(&obj, format!("n{i}"), ObjType::Map)
+            .unwrap();
     }
     deep.commit();
     out.push(Case {
@@ -124,10 +131,8 @@ fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
         name: "seq-key-in-map",
         code: "unsupported_operation",
         second: craft(&second, |c| {
-            c.operations[0].key = legacy::Key::Seq(legacy::ElementId::Id(legacy::OpId(
-                1,
-                a.clone(),
-            )));
+            c.operations[0].key =
+                legacy::Key::Seq(legacy::ElementId::Id(legacy::OpId(1, a.clone())));
         }),
     });
 
@@ -188,8 +193,8 @@ fn write_fixtures(first: &[u8], cases: &[Case]) {
     if std::env::var("COOPSYNC_WRITE_FIXTURES").as_deref() != Ok("1") {
         return;
     }
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/fixtures/change_apply");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fixtures/change_apply");
     for case in cases {
         let mut bytes = first.to_vec();
         bytes.extend_from_slice(&case.second);
@@ -236,7 +241,12 @@ fn hostile_shapes_are_refused_and_the_record_stays_usable(app: &TestApp) {
         let doc_id = uuid::Uuid::new_v4().to_string();
         let r = push(&mut t, &doc_id, "cooperative", std::slice::from_ref(&first));
         assert_eq!(r["applied"], 1, "{}: {r}", case.name);
-        let r = push(&mut t, &doc_id, "cooperative", std::slice::from_ref(&case.second));
+        let r = push(
+            &mut t,
+            &doc_id,
+            "cooperative",
+            std::slice::from_ref(&case.second),
+        );
         assert_eq!(r["applied"], 0, "{}: {r}", case.name);
         assert_eq!(r["errors"][0]["code"], case.code, "{}: {r}", case.name);
         assert_eq!(app.get("/healthz", None).status, 200, "{}", case.name);
@@ -254,7 +264,9 @@ fn hostile_shapes_are_refused_and_the_record_stays_usable(app: &TestApp) {
         assert_eq!(r["applied"], 1, "{}: {r}", case.name);
         let doc = rebuild_from_log(app, &doc_id);
         assert_eq!(
-            doc.get(ROOT, "village").unwrap().map(|(v, _)| v.to_string()),
+            doc.get(ROOT, "village")
+                .unwrap()
+                .map(|(v, _)| v.to_string()),
             Some("\"after\"".to_string()),
             "{}",
             case.name
@@ -281,16 +293,21 @@ fn non_canonical_ids_are_refused_or_read_as_the_one_id(app: &TestApp) {
         format!("urn:uuid:{id}"),
         id.simple().to_string(),
     ] {
-        let r = push(&mut t12, &spelling, "cooperative", std::slice::from_ref(&change));
-        assert_eq!(r["errors"][0]["code"], "malformed_change", "{spelling}: {r}");
+        let r = push(
+            &mut t12,
+            &spelling,
+            "cooperative",
+            std::slice::from_ref(&change),
+        );
+        assert_eq!(
+            r["errors"][0]["code"], "malformed_change",
+            "{spelling}: {r}"
+        );
     }
     let r = push(&mut t12, &id.to_string(), "cooperative", &[change]);
     assert_eq!(r["applied"], 1, "{r}");
     let mut conn = app.db.connect();
-    let rows: i64 = documents::table
-        .count()
-        .get_result(&mut conn)
-        .unwrap();
+    let rows: i64 = documents::table.count().get_result(&mut conn).unwrap();
     assert_eq!(rows, 1, "one UUID, one record");
 
     // A province-07 member naming the province-12 cooperative in braces is the 12
