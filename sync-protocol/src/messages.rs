@@ -115,6 +115,22 @@ pub struct DocPushResult {
     /// Changes that were quarantined, by index in the request's `changes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ChangeErrorReport>,
+    /// Held changes (also in `pending`) that wait on a change the server quarantined,
+    /// directly or through other held changes: they apply only if an admin releases it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedChange>,
+}
+
+/// A held change that cannot apply until a quarantined change is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlockedChange {
+    pub hash: String,
+    /// Hashes of the quarantined changes it waits on.
+    pub quarantined: Vec<String>,
+    /// Always `dependency_quarantined`.
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

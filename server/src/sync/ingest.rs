@@ -6,7 +6,7 @@
 //! Failures are quarantined with their raw bytes; the rest of the request proceeds.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     panic::{AssertUnwindSafe, catch_unwind},
 };
 
@@ -16,7 +16,7 @@ use sync_protocol::{
     ChangeError,
     chunk::verify_change_chunk,
     documents::{DocType, doc_type_of},
-    messages::{ChangeEncoding, ChangeErrorReport, DocChanges, DocPushResult},
+    messages::{BlockedChange, ChangeEncoding, ChangeErrorReport, DocChanges, DocPushResult},
 };
 
 use super::{
@@ -340,7 +340,15 @@ fn ingest_document(
 
     let hashes: Vec<String> = incoming.iter().map(|c| c.hash.clone()).collect();
     let mut known = store::known_hashes(conn, &hashes)?;
-    known.extend(store::pending_hashes(conn, &hashes)?);
+    let held_known = store::pending_hashes(conn, &hashes)?;
+    // Re-sent changes that are still held: named in `pending` again if they stay held,
+    // so a client tracking its held changes does not lose them.
+    let resent_held: HashSet<String> = held_known
+        .iter()
+        .filter(|(_, d)| **d == doc_id)
+        .map(|(h, _)| h.clone())
+        .collect();
+    known.extend(held_known);
     let mut fresh = Vec::with_capacity(incoming.len());
     for c in incoming {
         match known.get(&c.hash) {
@@ -367,7 +375,21 @@ fn ingest_document(
     let mut accepted = Vec::new();
     for c in incoming {
         match owners.get(&c.change.actor_id().to_hex_string()) {
-            Some(owner) if *owner != principal.device_id => out.reject(
+            // The same user on another device: an app reinstalled (new device id) that
+            // kept its actor id. One code and one instruction for it: take a new actor.
+            Some((device, user))
+                if *device != principal.device_id && *user == principal.user_id =>
+            {
+                out.reject(
+                    principal,
+                    group,
+                    c.index,
+                    Some(c.hash),
+                    Some(c.bytes),
+                    &ChangeError::ActorReused,
+                )
+            }
+            Some((device, _)) if *device != principal.device_id => out.reject(
                 principal,
                 group,
                 c.index,
@@ -478,8 +500,12 @@ fn ingest_document(
         .collect();
     store::delete_pending(conn, &leaving)?;
 
+    report_blocked(conn, &plan.pending, &resent_held, &mut out.result)?;
     let mut new_pending = Vec::new();
     for (c, missing) in &plan.pending {
+        if c.index.is_none() && resent_held.contains(&c.hash) {
+            out.result.pending.push(c.hash.clone());
+        }
         if c.index.is_some() {
             out.result.pending.push(c.hash.clone());
             new_pending.push(PendingRow {
@@ -601,6 +627,63 @@ fn ingest_document(
     finish(conn, principal, group, out)
 }
 
+/// Names in `result.blocked` the held changes of this push (new or re-sent) that wait on
+/// a quarantined change, directly or through other held changes: without it a tablet
+/// would wait for ever on a dependency that only an admin can release.
+fn report_blocked(
+    conn: &mut DbConnection,
+    pending: &[(Candidate, Vec<ChangeHash>)],
+    resent_held: &HashSet<String>,
+    result: &mut DocPushResult,
+) -> Result<(), ApiError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let missing: Vec<String> = pending
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|h| h.to_string()))
+        .collect();
+    let quarantined = store::quarantined_hashes(conn, &missing)?;
+    // hash -> quarantined changes it waits on; grown until nothing changes, so a chain of
+    // held changes behind one quarantined change is blocked all along.
+    let mut blocked: HashMap<String, BTreeSet<String>> = HashMap::new();
+    loop {
+        let mut grew = false;
+        for (c, missing) in pending {
+            let mut by: BTreeSet<String> = BTreeSet::new();
+            for m in missing.iter().map(|h| h.to_string()) {
+                if quarantined.contains(&m) {
+                    by.insert(m);
+                } else if let Some(q) = blocked.get(&m) {
+                    by.extend(q.iter().cloned());
+                }
+            }
+            if !by.is_empty() && blocked.get(&c.hash) != Some(&by) {
+                blocked.insert(c.hash.clone(), by);
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    for (c, _) in pending {
+        if (c.index.is_some() || resent_held.contains(&c.hash))
+            && let Some(by) = blocked.get(&c.hash)
+        {
+            result.blocked.push(BlockedChange {
+                hash: c.hash.clone(),
+                quarantined: by.iter().cloned().collect(),
+                code: "dependency_quarantined".into(),
+                message: "this change depends on a change the server quarantined; it is kept \
+                          and applies if an admin releases that change"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Binds a new actor to the sending device, once: `owners` holds every actor already
 /// bound (loaded for this document's changes, then extended here).
 /// A member stored before its cooperative reached the server: it has no province yet,
@@ -617,14 +700,17 @@ fn awaits_cooperative(conn: &mut DbConnection, row: &store::DocumentRow) -> Resu
 fn bind_actor_once(
     conn: &mut DbConnection,
     actor: &str,
-    owners: &mut HashMap<String, String>,
+    owners: &mut HashMap<String, (String, String)>,
     principal: &Principal,
 ) -> Result<(), ApiError> {
     if owners.contains_key(actor) {
         return Ok(());
     }
     store::bind_actor(conn, actor, &principal.device_id, &principal.user_id)?;
-    owners.insert(actor.to_string(), principal.device_id.clone());
+    owners.insert(
+        actor.to_string(),
+        (principal.device_id.clone(), principal.user_id.clone()),
+    );
     Ok(())
 }
 

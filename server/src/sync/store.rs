@@ -176,6 +176,25 @@ pub fn pending_hashes(
     Ok(out)
 }
 
+/// Which of `hashes` are in quarantine (any document: a hash names one change).
+pub fn quarantined_hashes(
+    conn: &mut DbConnection,
+    hashes: &[String],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in hashes.chunks(500) {
+        out.extend(
+            quarantine::table
+                .filter(quarantine::hash.eq_any(chunk))
+                .select(quarantine::hash)
+                .load::<Option<String>>(conn)?
+                .into_iter()
+                .flatten(),
+        );
+    }
+    Ok(out)
+}
+
 pub fn pending_for_document(conn: &mut DbConnection, doc_id: &str) -> QueryResult<Vec<PendingRow>> {
     pending_changes::table
         .filter(pending_changes::document_id.eq(doc_id))
@@ -210,18 +229,20 @@ pub fn insert_quarantine(conn: &mut DbConnection, rows: &[NewQuarantine]) -> Que
     Ok(())
 }
 
-/// Device owning each of `actors`, for those already bound.
+/// Device and user owning each of `actors`, for those already bound.
 pub fn actor_owners(
     conn: &mut DbConnection,
     actor_ids: &[String],
-) -> QueryResult<HashMap<String, String>> {
+) -> QueryResult<HashMap<String, (String, String)>> {
     let mut out = HashMap::new();
     for chunk in actor_ids.chunks(500) {
         out.extend(
             actors::table
                 .filter(actors::actor.eq_any(chunk))
-                .select((actors::actor, actors::device_id))
-                .load::<(String, String)>(conn)?,
+                .select((actors::actor, actors::device_id, actors::user_id))
+                .load::<(String, String, String)>(conn)?
+                .into_iter()
+                .map(|(a, d, u)| (a, (d, u))),
         );
     }
     Ok(out)

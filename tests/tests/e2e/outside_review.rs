@@ -203,7 +203,99 @@ fn a_record_out_of_scope_answers_the_same_whether_or_not_it_exists(app: &TestApp
     }
 }
 
+/// Issue 11: a session quarantined `out_of_scope` (province "7" from an enumerator of
+/// "07") held the tablet's next change, the fix, as pending for ever with nobody told.
+fn a_change_held_behind_a_quarantined_one_is_reported_as_blocked(app: &TestApp) {
+    use base64::Engine as _;
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("enum7", "enumerator", &["07"], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Home");
+    nat.sync();
+    let mut t = Tablet::new(app, "enum7");
+    let session = t.create_session("7", &coop);
+    t.set(&session, "province_code", "07");
+    let history: Vec<(String, String)> = t
+        .client
+        .doc(&session)
+        .unwrap()
+        .get_changes(&[])
+        .iter()
+        .map(|c| {
+            (
+                c.hash().to_string(),
+                base64::engine::general_purpose::STANDARD.encode(c.raw_bytes()),
+            )
+        })
+        .collect();
+    let mut push = |change: &str| {
+        let (status, body) = t.transport.post(&SyncRequest {
+            protocol_version: PROTOCOL_VERSION,
+            push: vec![DocChanges {
+                doc_id: session.clone(),
+                doc_type: "training_session".into(),
+                changes: vec![change.to_string()],
+            }],
+            ..SyncRequest::default()
+        });
+        assert_eq!(status, 200, "{body}");
+        body["push"][0].clone()
+    };
+    let r = push(&history[0].1);
+    assert_eq!(r["errors"][0]["code"], "out_of_scope", "{r}");
+    for attempt in 0..2 {
+        let r = push(&history[1].1);
+        assert_eq!(
+            r["pending"],
+            json!([history[1].0]),
+            "attempt {attempt}: {r}"
+        );
+        assert_eq!(r["blocked"][0]["hash"], history[1].0.as_str(), "{r}");
+        assert_eq!(r["blocked"][0]["code"], "dependency_quarantined", "{r}");
+        assert_eq!(r["blocked"][0]["quarantined"], json!([history[0].0]), "{r}");
+    }
+}
+
+/// Issue 11: a reinstalled app (a new device id) that kept its actor id got
+/// `foreign_actor` while the protocol said `actor_reused`. Both now say: take a new actor.
+fn a_reinstalled_app_reusing_its_actor_is_told_actor_reused(app: &TestApp) {
+    use base64::Engine as _;
+    app.create_user("sokun", "enumerator", &["07"], &[]);
+    app.create_user("other", "enumerator", &["07"], &[]);
+    let mut before = Tablet::new(app, "sokun");
+    let coop = before.create_cooperative("07", "Mine");
+    before.sync();
+    before.set(&coop, "village", "After the reinstall");
+    let change = before
+        .client
+        .doc(&coop)
+        .unwrap()
+        .get_last_local_change()
+        .unwrap()
+        .raw_bytes()
+        .to_vec();
+    let body = |t: &mut Tablet| {
+        let (status, body) = t.transport.post(&SyncRequest {
+            protocol_version: PROTOCOL_VERSION,
+            push: vec![DocChanges {
+                doc_id: coop.clone(),
+                doc_type: "cooperative".into(),
+                changes: vec![base64::engine::general_purpose::STANDARD.encode(&change)],
+            }],
+            ..SyncRequest::default()
+        });
+        assert_eq!(status, 200);
+        body["push"][0]["errors"][0]["code"].clone()
+    };
+    let mut reinstalled = Tablet::new(app, "sokun");
+    assert_eq!(body(&mut reinstalled), "actor_reused");
+    let mut stranger = Tablet::new(app, "other");
+    assert_eq!(body(&mut stranger), "foreign_actor");
+}
+
 dual_backend_tests!(
+    a_reinstalled_app_reusing_its_actor_is_told_actor_reused,
+    a_change_held_behind_a_quarantined_one_is_reported_as_blocked,
     a_device_id_belongs_to_the_account_that_registered_it,
     a_provincial_admin_manages_only_accounts_wholly_inside_their_provinces,
     records_owed_under_a_withdrawn_province_are_never_served,
