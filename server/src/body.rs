@@ -236,7 +236,8 @@ where
     })
 }
 
-fn is_json(req: &HttpRequest) -> bool {
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+pub fn is_json(req: &HttpRequest) -> bool {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -38,6 +38,10 @@ pub enum ChangeError {
     TooDeep(usize),
     #[error("the change has an operation no correct Automerge client writes: {0}")]
     UnsupportedOperation(String),
+    #[error(
+        "this device already has {0} changes waiting for dependencies the server lacks; push the changes they depend on first"
+    )]
+    TooManyPending(usize),
 }
 
 impl ChangeError {
@@ -60,6 +64,7 @@ impl ChangeError {
             ChangeError::TooManyOperations(_) => "too_many_operations",
             ChangeError::TooDeep(_) => "too_deeply_nested",
             ChangeError::UnsupportedOperation(_) => "unsupported_operation",
+            ChangeError::TooManyPending(_) => "too_many_pending",
         }
     }
 }

@@ -183,6 +183,8 @@ diesel::table! {
         code -> Text,
         reason -> Text,
         bytes -> Nullable<Bytea>,
+        original_size -> Nullable<Int8>,
+        bytes_sha256 -> Nullable<Text>,
     }
 }
 

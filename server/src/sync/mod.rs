@@ -7,6 +7,7 @@ pub mod doc_cache;
 pub mod ingest;
 pub mod projection;
 pub mod pull;
+pub mod quarantine;
 pub mod shape;
 pub mod store;
 
@@ -38,6 +39,18 @@ pub fn handle(
                 sync_protocol::version::MIN_SUPPORTED_VERSION,
                 sync_protocol::PROTOCOL_VERSION
             ),
+        ));
+    }
+    // Refused before the push is committed, so that a 400 never hides a stored push.
+    if request.need_full_history.len() > 1000
+        || request
+            .need_full_history
+            .iter()
+            .any(|d| sync_protocol::ids::canonical_id(d).is_none())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_document_id",
+            "need_full_history must hold at most 1,000 lower-case hyphenated UUIDs",
         ));
     }
     let pushed: usize = request.push.iter().map(|g| g.changes.len()).sum();

@@ -120,6 +120,18 @@ fn in_scope(
     Ok(query.load::<String>(conn)?.into_iter().collect())
 }
 
+/// A device's stored backfill or departed list. A row that does not decode is corruption
+/// and an error, never "nothing owed to this device".
+fn decode_list(json: &str) -> Result<Vec<String>, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::internal(format!("device_sync_state list does not decode: {e}")))
+}
+
+fn decode_scope(json: &str) -> Result<Scope, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::internal(format!("device_sync_state scope does not decode: {e}")))
+}
+
 /// What `reconcile_scope` found for a pull.
 struct Reconciled {
     /// Documents that left the device's scope: its own scope shrank, or they were moved
@@ -153,10 +165,10 @@ fn reconcile_scope(
     if let Some((s, b, d)) = &stored
         && serde_json::from_str::<Scope>(s).ok().as_ref() == Some(scope)
     {
-        let departed: Vec<String> = serde_json::from_str(d).unwrap_or_default();
+        let departed: Vec<String> = decode_list(d)?;
         return Ok(Reconciled {
             removed: departed.clone(),
-            backfill: serde_json::from_str(b).unwrap_or_default(),
+            backfill: decode_list(b)?,
             departed,
         });
     }
@@ -171,11 +183,7 @@ fn reconcile_scope(
             .first(conn)
             .optional()?;
         let (old, mut backfill, departed): (Option<Scope>, Vec<String>, Vec<String>) = match &row {
-            Some((s, b, d)) => (
-                serde_json::from_str(s).ok(),
-                serde_json::from_str(b).unwrap_or_default(),
-                serde_json::from_str(d).unwrap_or_default(),
-            ),
+            Some((s, b, d)) => (Some(decode_scope(s)?), decode_list(b)?, decode_list(d)?),
             None => (None, Vec::new(), Vec::new()),
         };
         let mut removed = Vec::new();
@@ -244,9 +252,9 @@ fn take_served(
         let Some((backfill, departed)) = stored else {
             return Ok(());
         };
-        let mut backfill: Vec<String> = serde_json::from_str(&backfill).unwrap_or_default();
+        let mut backfill: Vec<String> = decode_list(&backfill)?;
         backfill.retain(|d| !served.contains(d));
-        let mut departed: Vec<String> = serde_json::from_str(&departed).unwrap_or_default();
+        let mut departed: Vec<String> = decode_list(&departed)?;
         departed.retain(|d| !announced.contains(d));
         store_lists(conn, device_id, &backfill, &departed)
     })
@@ -310,17 +318,12 @@ pub fn record_moves(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), 
             device_sync_state::departed,
         ))
         .load(conn)?;
-    let list = |json: &str| -> BTreeSet<String> {
-        serde_json::from_str::<Vec<String>>(json)
-            .unwrap_or_default()
-            .into_iter()
-            .collect()
+    let list = |json: &str| -> Result<BTreeSet<String>, ApiError> {
+        Ok(decode_list(json)?.into_iter().collect())
     };
     for (device_id, scope, backfill_json, departed_json) in devices {
-        let Ok(scope) = serde_json::from_str::<Scope>(&scope) else {
-            continue;
-        };
-        let (mut backfill, mut departed) = (list(&backfill_json), list(&departed_json));
+        let scope = decode_scope(&scope)?;
+        let (mut backfill, mut departed) = (list(&backfill_json)?, list(&departed_json)?);
         let (old_backfill, old_departed) = (backfill.clone(), departed.clone());
         for m in moves {
             match (scope.sees(&m.before), scope.sees(&m.after)) {
@@ -392,9 +395,10 @@ pub fn pull(
     };
 
     // Whole histories first: documents the device asked for, then the backfill.
+    // Checked before the push (`sync::handle`): every entry is a canonical id here.
     let mut wanted: Vec<String> = need_full_history
         .iter()
-        .filter_map(|d| uuid::Uuid::parse_str(d).ok().map(|u| u.to_string()))
+        .filter_map(|d| sync_protocol::ids::canonical_id(d))
         .collect();
     wanted.truncate(1000);
     let allowed = in_scope(conn, &scope, &wanted)?;

@@ -66,6 +66,9 @@ pub struct NewQuarantine {
     pub code: String,
     pub reason: String,
     pub bytes: Option<Vec<u8>>,
+    /// Set when stored: the size and SHA-256 of the whole bytes (only a prefix is kept).
+    pub original_size: Option<i64>,
+    pub bytes_sha256: Option<String>,
 }
 
 /// Loads a document, holding its lock until the transaction ends. On PostgreSQL a
@@ -195,6 +198,31 @@ pub fn quarantined_hashes(
     Ok(out)
 }
 
+/// How many changes, and how many bytes, `device_id` has held as pending.
+pub fn pending_of_device(conn: &mut DbConnection, device_id: &str) -> QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    let sql = match conn {
+        DbConnection::Postgresql(_) => {
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(OCTET_LENGTH(bytes)), 0) AS BIGINT) AS bytes \
+             FROM pending_changes WHERE device_id = $1"
+        }
+        DbConnection::Sqlite(_) => {
+            "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(bytes)), 0) AS bytes \
+             FROM pending_changes WHERE device_id = $1"
+        }
+    };
+    let held: Held = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Text, _>(device_id)
+        .get_result(conn)?;
+    Ok((held.n, held.bytes))
+}
+
 pub fn pending_for_document(conn: &mut DbConnection, doc_id: &str) -> QueryResult<Vec<PendingRow>> {
     pending_changes::table
         .filter(pending_changes::document_id.eq(doc_id))
@@ -214,15 +242,6 @@ pub fn delete_pending(conn: &mut DbConnection, hashes: &[String]) -> QueryResult
 pub fn insert_pending(conn: &mut DbConnection, rows: &[PendingRow]) -> QueryResult<()> {
     for row in rows {
         diesel::insert_into(pending_changes::table)
-            .values(row)
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
-pub fn insert_quarantine(conn: &mut DbConnection, rows: &[NewQuarantine]) -> QueryResult<()> {
-    for row in rows {
-        diesel::insert_into(quarantine::table)
             .values(row)
             .execute(conn)?;
     }

@@ -74,6 +74,16 @@ impl Cooperative {
         rules::province(&mut f, "province_code", &self.province_code);
         rules::one_of(&mut f, "status", &self.status, &STATUSES);
         rules::date(&mut f, "established_date", &self.established_date);
+        for (field, value) in [
+            ("name_khmer", &self.name_khmer),
+            ("name_latin", &self.name_latin),
+            ("registration_number", &self.registration_number),
+            ("district", &self.district),
+            ("commune", &self.commune),
+            ("village", &self.village),
+        ] {
+            rules::max_chars(&mut f, field, value, rules::MAX_NAME_CHARS);
+        }
         f
     }
 }

@@ -90,6 +90,13 @@ impl Member {
         rules::phone(&mut f, "phone", &self.phone);
         rules::province(&mut f, "province_code", &self.province_code);
         rules::date(&mut f, "joined_date", &self.joined_date);
+        for (field, value) in [
+            ("full_name_khmer", &self.full_name_khmer),
+            ("name_latin", &self.name_latin),
+            ("village", &self.village),
+        ] {
+            rules::max_chars(&mut f, field, value, rules::MAX_NAME_CHARS);
+        }
         if let Some(y) = self.year_of_birth
             && !(current_year - 110..=current_year - 10).contains(&y)
         {

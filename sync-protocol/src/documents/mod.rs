@@ -416,6 +416,23 @@ pub(crate) mod rules {
         }
     }
 
+    /// Longest name or place a record holds, in characters (Khmer names are ~10-30).
+    pub const MAX_NAME_CHARS: usize = 200;
+
+    /// A text longer than `max` characters: flagged `too_long` (a 60 KB "name" was
+    /// accepted silently before).
+    pub fn max_chars(findings: &mut Vec<Finding>, field: &str, value: &Option<String>, max: usize) {
+        if let Some(v) = value
+            && v.chars().count() > max
+        {
+            findings.push(Finding::new(
+                "too_long",
+                field,
+                format!("`{field}` has more than {max} characters"),
+            ));
+        }
+    }
+
     pub fn province(findings: &mut Vec<Finding>, field: &str, value: &Option<String>) {
         if let Some(v) = value
             && !super::PROVINCE_CODES.contains(&v.as_str())

@@ -224,6 +224,13 @@ impl TrainingSession {
         rules::date(&mut f, "scheduled_date", &self.scheduled_date);
         rules::time(&mut f, "start_time", &self.start_time);
         rules::time(&mut f, "end_time", &self.end_time);
+        for (field, value) in [
+            ("module", &self.module),
+            ("group_name", &self.group_name),
+            ("location", &self.location),
+        ] {
+            rules::max_chars(&mut f, field, value, rules::MAX_NAME_CHARS);
+        }
         if let Some(h) = self.planned_hours
             && !(0.0..=24.0 * 14.0).contains(&h)
         {
@@ -254,6 +261,7 @@ impl AttendanceEntry {
         rules::one_of(&mut f, &field("sex"), &self.sex, &SEX_VALUES);
         rules::uuid(&mut f, &field("member_id"), &self.member_id);
         rules::phone(&mut f, &field("phone"), &self.phone);
+        rules::max_chars(&mut f, &field("name"), &self.name, rules::MAX_NAME_CHARS);
         if self.member_id.is_none() && self.name.is_none() {
             f.push(Finding::new(
                 "missing_required_field",

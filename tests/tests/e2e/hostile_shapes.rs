@@ -325,7 +325,101 @@ fn non_canonical_ids_are_refused_or_read_as_the_one_id(app: &TestApp) {
     assert_eq!(r["errors"][0]["code"], "out_of_scope", "{r}");
 }
 
+fn quarantine_and_pending_are_bounded_per_request_and_device(app: &TestApp) {
+    use base64::Engine as _;
+    use coopsync::db::schema::{audit_log, pending_changes, quarantine};
+    app.create_user("flooder", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "flooder");
+    let doc_id = uuid::Uuid::new_v4().to_string();
+    // 1,000 damaged changes in one request: each is answered, at most 256 are stored
+    // (plus one summary row), and the request writes one audit row.
+    let (first, _) = cases(0xb0);
+    let damaged: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| {
+            let mut b = first.clone();
+            let n = b.len();
+            b[n - 1 - (i as usize % 8)] ^= 0x55;
+            b.extend_from_slice(&i.to_le_bytes());
+            b
+        })
+        .collect();
+    let r = push(&mut t, &doc_id, "cooperative", &damaged);
+    assert_eq!(
+        r["errors"].as_array().unwrap().len(),
+        1000,
+        "every change is answered"
+    );
+    let mut conn = app.db.connect();
+    let rows: i64 = quarantine::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 257, "256 stored and one summary");
+    let overflow: i64 = quarantine::table
+        .filter(quarantine::code.eq("quarantine_overflow"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(overflow, 1);
+    let audits: i64 = audit_log::table
+        .filter(audit_log::action.eq("sync.quarantine"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(audits, 1);
+
+    // An oversized "change" keeps a 64 KiB prefix, its size and digest.
+    let big = vec![0x85u8; 1_500_000];
+    push(&mut t, &doc_id, "cooperative", &[big]);
+    let (size, stored): (Option<i64>, Option<Vec<u8>>) = quarantine::table
+        .filter(quarantine::code.eq("change_too_large"))
+        .select((quarantine::original_size, quarantine::bytes))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(size, Some(1_500_000));
+    assert_eq!(stored.unwrap().len(), 64 * 1024);
+
+    // Changes waiting on dependencies nobody has: 2,000 per device, then too_many_pending.
+    let template = Change::try_from(&first[..]).unwrap();
+    let orphans: Vec<String> = (0..2001u32)
+        .map(|i| {
+            let bytes = craft(&template, |c| {
+                let mut h = [0u8; 32];
+                h[..4].copy_from_slice(&i.to_le_bytes());
+                c.deps = vec![automerge::ChangeHash(h)];
+                c.message = Some(format!("orphan {i}"));
+            });
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        })
+        .collect();
+    let (status, body) = t.transport.post(&SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        push: vec![DocChanges {
+            doc_id: uuid::Uuid::new_v4().to_string(),
+            doc_type: "cooperative".into(),
+            changes: orphans,
+        }],
+        ..SyncRequest::default()
+    });
+    assert_eq!(status, 200);
+    let r = &body["push"][0];
+    assert_eq!(
+        r["pending"].as_array().unwrap().len(),
+        2000,
+        "{}",
+        r["errors"]
+    );
+    assert_eq!(
+        r["errors"][0]["code"], "too_many_pending",
+        "{}",
+        r["errors"]
+    );
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(held, 2000);
+}
+
 dual_backend_tests!(
+    quarantine_and_pending_are_bounded_per_request_and_device,
     hostile_shapes_are_refused_and_the_record_stays_usable,
     non_canonical_ids_are_refused_or_read_as_the_one_id,
 );

@@ -293,7 +293,54 @@ fn a_reinstalled_app_reusing_its_actor_is_told_actor_reused(app: &TestApp) {
     assert_eq!(body(&mut stranger), "foreign_actor");
 }
 
+/// Issue 11, protocol items: a sync body that is not declared JSON is 415 as documented;
+/// a malformed `need_full_history` entry is refused before the push is stored; a 60 KB
+/// "name" is flagged `too_long`.
+fn sync_requests_are_held_to_the_documented_contract(app: &TestApp) {
+    use coopsync::db::schema::validation_flags;
+    use diesel::prelude::*;
+    app.create_user("nat", "national_admin", &[], &[]);
+    let s = app.login("nat");
+    let auth = format!("Bearer {}", s.access);
+    let body = br#"{"protocol_version":1,"pull":true}"#;
+    for headers in [
+        vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "text/plain"),
+        ],
+        vec![("authorization", auth.as_str())],
+    ] {
+        let r = app.post_bytes("/api/v1/sync", &headers, body);
+        assert_eq!(
+            (r.status, r.code()),
+            (415, "unsupported_media_type"),
+            "{headers:?}"
+        );
+    }
+    let mut t = Tablet::new(app, "nat");
+    let coop = t.create_cooperative("07", &"ស".repeat(20_000));
+    let (status, body) = t.transport.post(&SyncRequest {
+        protocol_version: PROTOCOL_VERSION,
+        pull: true,
+        need_full_history: vec!["not-a-uuid".into()],
+        ..SyncRequest::default()
+    });
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_document_id");
+    t.sync();
+    let flags: Vec<(String, String)> = validation_flags::table
+        .filter(validation_flags::document_id.eq(&coop))
+        .select((validation_flags::code, validation_flags::field))
+        .load(&mut app.db.connect())
+        .unwrap();
+    assert!(
+        flags.contains(&("too_long".to_string(), "name_latin".to_string())),
+        "{flags:?}"
+    );
+}
+
 dual_backend_tests!(
+    sync_requests_are_held_to_the_documented_contract,
     a_reinstalled_app_reusing_its_actor_is_told_actor_reused,
     a_change_held_behind_a_quarantined_one_is_reported_as_blocked,
     a_device_id_belongs_to_the_account_that_registered_it,

@@ -18,7 +18,7 @@ use crate::{
     security(("bearer" = [])),
     responses(
         (status = 200, body = SyncResponse),
-        (status = 400, body = ErrorBody, description = "`invalid_json`, `invalid_cursor`, `unsupported_protocol_version`"),
+        (status = 400, body = ErrorBody, description = "`invalid_json`, `invalid_cursor`, `invalid_document_id` (in `need_full_history`), `unsupported_protocol_version`"),
         (status = 401, body = ErrorBody),
         (status = 408, body = ErrorBody, description = "`request_timeout`"),
         (status = 413, body = ErrorBody, description = "`payload_too_large` (wire or decompressed size)"),
@@ -32,6 +32,11 @@ pub async fn sync(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
+    if !crate::body::is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the sync request must be JSON (Content-Type: application/json)".into(),
+        ));
+    }
     let body = read_body(
         &req,
         &mut payload,
