@@ -267,6 +267,8 @@ fn logs_never_contain_secrets_names_or_phone_numbers() {
     let logs: Vec<String> = rx.try_iter().collect();
     let text = logs.join("\n");
     assert!(text.contains("request finished"), "the scan read real logs");
+    // stderr is a pipe here, as under journald or a container runtime: no colour codes.
+    assert!(!text.contains('\u{1b}'), "ANSI escape codes in a piped log");
     assert!(text.contains("sync"), "sync was logged");
     for secret in [
         PASSWORD,
