@@ -231,6 +231,14 @@ fn expired_token_says_token_expired_so_the_client_refreshes(app: &TestApp) {
     );
     assert_eq!((r.status, r.code()), (401, "token_expired"));
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    // The documented tolerance is 5 s: a token 10 s past its expiry is refused (it was
+    // accepted for ~30 s).
+    c["exp"] = json!(now() - 10);
+    let r = app.get(
+        "/api/v1/me",
+        Some(&forge(Algorithm::HS256, Some("at+jwt"), &c)),
+    );
+    assert_eq!((r.status, r.code()), (401, "token_expired"));
 }
 
 /// A tablet whose access token expired between syncs renews it with its refresh token
