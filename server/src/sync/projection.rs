@@ -12,6 +12,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sync_protocol::documents::{
     AttendanceEntry, Cooperative, DocType, Finding, Member, TrainingSession,
+    without_double_findings,
 };
 
 use crate::{
@@ -138,6 +139,7 @@ pub fn project(
         DocType::Cooperative => {
             let (c, mut findings) = Cooperative::read(doc);
             findings.extend(c.validate());
+            let findings = without_double_findings(findings);
             diesel::delete(cooperatives::table.find(doc_id)).execute(conn)?;
             diesel::insert_into(cooperatives::table)
                 .values((
@@ -159,6 +161,7 @@ pub fn project(
         DocType::Member => {
             let (m, mut findings) = Member::read(doc);
             findings.extend(m.validate(current_year()));
+            let findings = without_double_findings(findings);
             diesel::delete(members::table.find(doc_id)).execute(conn)?;
             diesel::insert_into(members::table)
                 .values((
@@ -181,6 +184,7 @@ pub fn project(
         DocType::TrainingSession => {
             let (s, mut findings) = TrainingSession::read(doc);
             findings.extend(s.validate());
+            let findings = without_double_findings(findings);
             diesel::delete(attendance::table.filter(attendance::session_id.eq(doc_id)))
                 .execute(conn)?;
             diesel::delete(training_sessions::table.find(doc_id)).execute(conn)?;
@@ -241,7 +245,7 @@ pub fn project_entries(
         if let Some(e) = &entry {
             f.extend(e.validate(pid, header.planned_hours));
         }
-        findings.extend(f);
+        findings.extend(without_double_findings(f));
         read.push((pid.as_str(), entry));
         // Its flags, its own and cross-record ones, are all under `attendance.<pid>`.
         let field = format!("attendance.{pid}");

@@ -81,6 +81,20 @@ pub struct Finding {
     pub message: String,
 }
 
+/// Drops `missing_required_field` for a field already flagged `wrong_type`: the value is
+/// there, of the wrong type, and one finding says so (reading and validation each saw it).
+pub fn without_double_findings(findings: Vec<Finding>) -> Vec<Finding> {
+    let wrong: std::collections::HashSet<String> = findings
+        .iter()
+        .filter(|f| f.code == "wrong_type")
+        .map(|f| f.field.clone())
+        .collect();
+    findings
+        .into_iter()
+        .filter(|f| !(f.code == "missing_required_field" && wrong.contains(&f.field)))
+        .collect()
+}
+
 impl Finding {
     pub fn new(code: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
@@ -206,21 +220,33 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
             Some((Value::Scalar(s), _)) => match s.as_ref() {
                 ScalarValue::Timestamp(t) => Some(*t),
                 ScalarValue::Int(i) => Some(*i),
-                ScalarValue::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|d| d.timestamp_millis())
-                    .ok(),
+                ScalarValue::Str(s) => {
+                    let parsed = chrono::DateTime::parse_from_rfc3339(s.trim())
+                        .map(|d| d.timestamp_millis())
+                        .ok();
+                    if parsed.is_none() {
+                        self.wrong_type(key, "a timestamp (Timestamp, or an RFC 3339 string)");
+                    }
+                    parsed
+                }
                 ScalarValue::Null => None,
                 _ => {
                     self.wrong_type(key, "a timestamp");
                     None
                 }
             },
-            Some((Value::Object(ObjType::Text), id)) => self
-                .doc
-                .text(&id)
-                .ok()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
-                .map(|d| d.timestamp_millis()),
+            Some((Value::Object(ObjType::Text), id)) => {
+                let parsed = self
+                    .doc
+                    .text(&id)
+                    .ok()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+                    .map(|d| d.timestamp_millis());
+                if parsed.is_none() {
+                    self.wrong_type(key, "a timestamp (Timestamp, or an RFC 3339 string)");
+                }
+                parsed
+            }
             Some(_) => {
                 self.wrong_type(key, "a timestamp");
                 None
@@ -467,5 +493,41 @@ pub(crate) mod rules {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use automerge::{AutoCommit, ROOT, transaction::Transactable};
+
+    use super::*;
+
+    #[test]
+    fn an_unreadable_timestamp_is_flagged_not_dropped_silently() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "recorded_at", "yesterday").unwrap();
+        let mut r = Reader::root(&doc);
+        assert_eq!(r.timestamp_ms("recorded_at"), None);
+        assert_eq!(r.findings[0].code, "wrong_type");
+        doc.put(ROOT, "recorded_at", "2026-11-30T08:00:00Z").unwrap();
+        let mut r = Reader::root(&doc);
+        assert_eq!(r.timestamp_ms("recorded_at"), Some(1_796_025_600_000));
+        assert!(r.findings.is_empty());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_one_finding_not_also_a_missing_one() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "type", "member").unwrap();
+        doc.put(ROOT, "sex", 7_i64).unwrap();
+        let (m, mut findings) = Member::read(&doc);
+        findings.extend(m.validate(2026));
+        let on_sex: Vec<String> = without_double_findings(findings)
+            .into_iter()
+            .filter(|f| f.field == "sex")
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(on_sex, ["wrong_type"]);
     }
 }
