@@ -106,6 +106,30 @@ impl Actor {
         })
     }
 
+    /// Whether the actor may leave a record at `province` / `cooperative` after a write.
+    /// Reads and the record before a write use [`Actor::sees`]; a write is held to this
+    /// stricter rule: a record the actor reaches only through a cooperative assignment
+    /// must stay in that cooperative's province as the server knows it
+    /// (`cooperative_province`), so an enumerator assigned one cooperative cannot move it
+    /// (or a session of it) to a province he does not cover, out of its province admin's
+    /// sight.
+    pub fn may_place(
+        &self,
+        province: Option<&str>,
+        cooperative: Option<&str>,
+        cooperative_province: Option<&str>,
+    ) -> bool {
+        match self.role {
+            Role::NationalAdmin => true,
+            Role::ProvincialAdmin => self.sees(province, cooperative),
+            Role::Enumerator => {
+                province.is_some_and(|p| self.assignments.provinces.contains(p))
+                    || (cooperative.is_some_and(|c| self.assignments.cooperatives.contains(c))
+                        && province == cooperative_province)
+            }
+        }
+    }
+
     /// Whether a record in `province` / `cooperative` is in the actor's scope.
     pub fn sees(&self, province: Option<&str>, cooperative: Option<&str>) -> bool {
         match self.role {
@@ -169,6 +193,28 @@ mod tests {
         let inside = assignments(&["07"]);
         assert!(!actor(Role::Enumerator, &["07"]).can_assign(Role::Enumerator, &inside, None));
         assert!(actor(Role::NationalAdmin, &[]).can_assign(Role::NationalAdmin, &inside, None));
+    }
+
+    #[test]
+    fn a_cooperative_assignment_does_not_let_a_record_leave_its_province() {
+        let mut e = actor(Role::Enumerator, &["07"]);
+        e.assignments.cooperatives.insert("c1".into());
+        // Editing the assigned cooperative (in 12) in place, and its sessions in 12.
+        assert!(e.may_place(Some("12"), Some("c1"), Some("12")));
+        // Moving it, or a session of it, to 05: refused; to his own 07: allowed.
+        assert!(!e.may_place(Some("05"), Some("c1"), Some("12")));
+        assert!(e.may_place(Some("07"), Some("c1"), Some("12")));
+        // Whatever may be placed is seen.
+        for (p, c, cp) in [
+            (Some("12"), Some("c1"), Some("12")),
+            (Some("07"), None, None),
+            (None, Some("c1"), None),
+        ] {
+            assert_eq!(
+                e.may_place(p, c, cp),
+                e.sees(p, c) && (p == cp || p == Some("07"))
+            );
+        }
     }
 
     #[test]

@@ -482,9 +482,21 @@ fn ingest_document(
             Some(t) if t == doc_type => {
                 let (province, cooperative) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
                 scope = Some((province.clone(), cooperative.clone()));
-                let visible = principal
-                    .actor()
-                    .sees(province.as_deref(), cooperative.as_deref());
+                // Where the server places the cooperative: a record reached only through
+                // a cooperative assignment must stay in that cooperative's province.
+                let cooperative_province = match (doc_type, &row) {
+                    (DocType::Cooperative, Some(r)) => r.province_code.clone(),
+                    (DocType::Cooperative, None) => None,
+                    _ => match cooperative.as_deref() {
+                        Some(c) => projection::cooperative_province(conn, c)?,
+                        None => None,
+                    },
+                };
+                let visible = principal.actor().may_place(
+                    province.as_deref(),
+                    cooperative.as_deref(),
+                    cooperative_province.as_deref(),
+                );
                 // A new member of a cooperative the server has not received yet (it is in
                 // a later batch of the same week offline) is kept; its scope follows
                 // when the cooperative arrives (`store::rescope_members`).

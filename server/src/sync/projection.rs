@@ -74,6 +74,16 @@ pub fn scope_of(
     })
 }
 
+/// The province of a cooperative as the projection has it (`None`: unknown or unset).
+pub fn cooperative_province(conn: &mut DbConnection, id: &str) -> Result<Option<String>, ApiError> {
+    Ok(cooperatives::table
+        .find(id)
+        .select(cooperatives::province_code)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
 /// An id read from a document in its canonical spelling when it is a UUID in any
 /// spelling, else as written (lower-cased): flagged by validation, never a second id.
 pub fn lenient_id(s: &str) -> String {

@@ -510,7 +510,8 @@ mod tests {
         let mut r = Reader::root(&doc);
         assert_eq!(r.timestamp_ms("recorded_at"), None);
         assert_eq!(r.findings[0].code, "wrong_type");
-        doc.put(ROOT, "recorded_at", "2026-11-30T08:00:00Z").unwrap();
+        doc.put(ROOT, "recorded_at", "2026-11-30T08:00:00Z")
+            .unwrap();
         let mut r = Reader::root(&doc);
         assert_eq!(r.timestamp_ms("recorded_at"), Some(1_796_025_600_000));
         assert!(r.findings.is_empty());

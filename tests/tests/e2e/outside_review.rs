@@ -339,7 +339,42 @@ fn sync_requests_are_held_to_the_documented_contract(app: &TestApp) {
     );
 }
 
+/// Issue 11: an enumerator assigned one cooperative moved it from 12 to 05 (applied; 12's
+/// admin lost it) and created a session in 05. Writes through a cooperative assignment
+/// stay in the cooperative's province.
+fn a_cooperative_assignment_cannot_move_records_out_of_their_province(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("12", "Twelve");
+    nat.sync();
+    app.create_user("assigned", "enumerator", &["07"], &[&coop]);
+    let mut t = Tablet::new(app, "assigned");
+    t.sync();
+    t.set(&coop, "village", "Edited in place");
+    let r = t.sync();
+    assert!(t.client.rejected().is_empty(), "an edit in place applies: {r:?}");
+    t.set(&coop, "province_code", "05");
+    let in_05 = t.create_session("05", &coop);
+    let in_12 = t.create_session("12", &coop);
+    t.sync();
+    let rejected: Vec<(String, String)> = t
+        .client
+        .rejected()
+        .iter()
+        .map(|r| (r.doc_id.clone(), r.code.clone()))
+        .collect();
+    assert!(rejected.contains(&(coop.clone(), "out_of_scope".into())), "{rejected:?}");
+    assert!(rejected.contains(&(in_05.clone(), "out_of_scope".into())), "{rejected:?}");
+    assert!(!rejected.iter().any(|(d, _)| *d == in_12), "{rejected:?}");
+    // The province admin of 12 still has the cooperative.
+    app.create_user("p12", "provincial_admin", &["12"], &[]);
+    let admin = app.login("p12");
+    let csv = app.get("/api/v1/exports/cooperatives", Some(&admin.access));
+    assert!(String::from_utf8_lossy(&csv.raw).contains(&coop));
+}
+
 dual_backend_tests!(
+    a_cooperative_assignment_cannot_move_records_out_of_their_province,
     sync_requests_are_held_to_the_documented_contract,
     a_reinstalled_app_reusing_its_actor_is_told_actor_reused,
     a_change_held_behind_a_quarantined_one_is_reported_as_blocked,
