@@ -269,7 +269,30 @@ pub fn read(
             ])
         }
     };
-    Ok(table)
+    Ok(redact_devices(principal, dataset, table))
+}
+
+/// Device ids name other people's tablets (national admins' included): only national
+/// admins get them in the conflicts' `candidates`; others see the user and the time.
+fn redact_devices(principal: &Principal, dataset: Dataset, mut table: Table) -> Table {
+    if dataset != Dataset::Conflicts || principal.role == crate::domain::access::Role::NationalAdmin
+    {
+        return table;
+    }
+    let Some(col) = table.columns.iter().position(|c| *c == "candidates") else {
+        return table;
+    };
+    for row in &mut table.rows {
+        if let Ok(serde_json::Value::Array(mut values)) = serde_json::from_str(&row[col]) {
+            for v in &mut values {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("device_id");
+                }
+            }
+            row[col] = serde_json::Value::Array(values).to_string();
+        }
+    }
+    table
 }
 
 /// Reads a dataset and records the download in the audit log (exports hold names and

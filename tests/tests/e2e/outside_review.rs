@@ -352,7 +352,10 @@ fn a_cooperative_assignment_cannot_move_records_out_of_their_province(app: &Test
     t.sync();
     t.set(&coop, "village", "Edited in place");
     let r = t.sync();
-    assert!(t.client.rejected().is_empty(), "an edit in place applies: {r:?}");
+    assert!(
+        t.client.rejected().is_empty(),
+        "an edit in place applies: {r:?}"
+    );
     t.set(&coop, "province_code", "05");
     let in_05 = t.create_session("05", &coop);
     let in_12 = t.create_session("12", &coop);
@@ -363,8 +366,14 @@ fn a_cooperative_assignment_cannot_move_records_out_of_their_province(app: &Test
         .iter()
         .map(|r| (r.doc_id.clone(), r.code.clone()))
         .collect();
-    assert!(rejected.contains(&(coop.clone(), "out_of_scope".into())), "{rejected:?}");
-    assert!(rejected.contains(&(in_05.clone(), "out_of_scope".into())), "{rejected:?}");
+    assert!(
+        rejected.contains(&(coop.clone(), "out_of_scope".into())),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected.contains(&(in_05.clone(), "out_of_scope".into())),
+        "{rejected:?}"
+    );
     assert!(!rejected.iter().any(|(d, _)| *d == in_12), "{rejected:?}");
     // The province admin of 12 still has the cooperative.
     app.create_user("p12", "provincial_admin", &["12"], &[]);
@@ -373,7 +382,40 @@ fn a_cooperative_assignment_cannot_move_records_out_of_their_province(app: &Test
     assert!(String::from_utf8_lossy(&csv.raw).contains(&coop));
 }
 
+/// Issue 11: device ids (national admins' included) reached provincial admins through the
+/// conflicts export.
+fn conflict_exports_name_devices_only_to_national_admins(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("one07", "enumerator", &["07"], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Shared");
+    nat.sync();
+    let mut t = Tablet::new(app, "one07");
+    t.sync();
+    nat.set(&coop, "village", "National's value");
+    t.set(&coop, "village", "Enumerator's value");
+    nat.sync();
+    t.sync();
+    let export = |who: &str| {
+        let s = app.login(who);
+        let r = app.get("/api/v1/exports/conflicts", Some(&s.access));
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.raw).unwrap()
+    };
+    let national = export("nat");
+    assert!(
+        national.contains("village") && national.contains("device_id"),
+        "{national}"
+    );
+    let provincial = export("p07");
+    assert!(provincial.contains("village"), "{provincial}");
+    assert!(!provincial.contains("device_id"), "{provincial}");
+    assert!(!provincial.contains(&nat.session.device_id), "{provincial}");
+}
+
 dual_backend_tests!(
+    conflict_exports_name_devices_only_to_national_admins,
     a_cooperative_assignment_cannot_move_records_out_of_their_province,
     sync_requests_are_held_to_the_documented_contract,
     a_reinstalled_app_reusing_its_actor_is_told_actor_reused,
