@@ -133,3 +133,48 @@ fn javascript_cooperative_change_verifies_and_reads() {
         ["missing_required_field"]
     );
 }
+
+/// The worked example in docs/sync-protocol.md is real: its base64 is a change whose
+/// checksum holds, whose hash is the one printed, and whose first change carries the
+/// `id` the schema requires.
+#[test]
+fn the_worked_example_in_the_protocol_document_is_a_valid_first_change() {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/sync-protocol.md"
+    ))
+    .unwrap();
+    let section = text
+        .split("## Worked example with real bytes")
+        .nth(1)
+        .unwrap();
+    let b64 = section
+        .split("in base64 (the default):")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let hash = hex::encode(verify_change_chunk(&bytes).unwrap());
+    assert!(
+        section.contains(&format!("hash `{hash}`")),
+        "documented hash is {hash}"
+    );
+    let change = automerge::Change::try_from(&bytes[..]).unwrap();
+    let mut doc = automerge::Automerge::new();
+    doc.apply_changes([change]).unwrap();
+    let (coop, findings) = Cooperative::read(&doc);
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(coop.name_latin.as_deref(), Some("Kep Salt"));
+    assert_eq!(
+        automerge::ReadDoc::get(&doc, ROOT, "id")
+            .unwrap()
+            .map(|(v, _)| v.to_str().map(str::to_string)),
+        Some(Some("9b1f6f9e-2d0c-4c61-8c35-3f6f0c9a7e21".to_string()))
+    );
+}
