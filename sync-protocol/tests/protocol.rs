@@ -174,7 +174,7 @@ fn the_worked_example_in_the_protocol_document_is_a_valid_first_change() {
     assert_eq!(
         automerge::ReadDoc::get(&doc, ROOT, "id")
             .unwrap()
-            .map(|(v, _)| v.to_str().map(str::to_string)),
+            .map(|(v, _)| v.as_str().map(str::to_string)),
         Some(Some("9b1f6f9e-2d0c-4c61-8c35-3f6f0c9a7e21".to_string()))
     );
 }
