@@ -25,6 +25,9 @@ pub struct BodyLimits {
     pub decoded: usize,
     /// The whole body must arrive within this time.
     pub timeout: Duration,
+    /// After `grace`, the body must have averaged at least this many bytes a second.
+    pub min_rate: usize,
+    pub grace: Duration,
 }
 
 /// How long a request waits for room in the body budget before it gets 503.
@@ -105,6 +108,87 @@ impl BodyBudget {
     }
 }
 
+/// Sync uploads in flight per account and per device. One account's uploads take at most
+/// `per_account` shares of the body budget, so slow or hostile uploads from one account
+/// (17 trickling 4 MiB bodies once filled the whole budget) leave room for everyone else.
+#[derive(Debug, Clone)]
+pub struct UploadSlots {
+    inner: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    per_account: usize,
+    per_device: usize,
+}
+
+/// A held upload slot, given back when dropped.
+#[derive(Debug)]
+pub struct UploadSlot {
+    inner: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    keys: [String; 2],
+}
+
+impl UploadSlots {
+    pub fn new(per_account: usize, per_device: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            per_account,
+            per_device,
+        }
+    }
+
+    /// A slot for one upload of `user_id` on `device_id`, waiting up to `BUDGET_WAIT` for
+    /// one of the account's or device's own uploads to finish (a tablet re-sending a batch
+    /// whose answer was slow), then `too_many_uploads` (429). A waiting request holds
+    /// nothing of the budget.
+    pub async fn take(&self, user_id: &str, device_id: &str) -> Result<UploadSlot, ApiError> {
+        let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
+        loop {
+            match self.try_take(user_id, device_id) {
+                Err(ApiError::TooManyUploads { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_take(&self, user_id: &str, device_id: &str) -> Result<UploadSlot, ApiError> {
+        let keys = [format!("u:{user_id}"), format!("d:{device_id}")];
+        let mut map = self
+            .inner
+            .lock()
+            .map_err(|_| ApiError::internal("upload slots poisoned"))?;
+        let full = map.get(&keys[0]).copied().unwrap_or(0) >= self.per_account
+            || map.get(&keys[1]).copied().unwrap_or(0) >= self.per_device;
+        if full {
+            return Err(ApiError::TooManyUploads {
+                retry_after_secs: 5,
+            });
+        }
+        for k in &keys {
+            *map.entry(k.clone()).or_default() += 1;
+        }
+        drop(map);
+        Ok(UploadSlot {
+            inner: self.inner.clone(),
+            keys,
+        })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.inner.lock() {
+            for k in &self.keys {
+                if let Some(n) = map.get_mut(k) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        map.remove(k);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
@@ -175,9 +259,31 @@ where
         wire
     };
     let mut reserved = budget.reserve(first).await?;
+    let started = tokio::time::Instant::now();
     let collect = async {
         let mut body = Vec::with_capacity(declared.map_or(0, |len| len as usize));
-        while let Some(chunk) = payload.next().await {
+        loop {
+            // The next chunk must come soon enough to keep the average rate: a trickle
+            // (one byte a second) is cut off once the grace period is over.
+            let elapsed = started.elapsed();
+            let wait = if elapsed < limits.grace {
+                limits.grace - elapsed
+            } else {
+                let owed = (elapsed.as_secs_f64() * limits.min_rate as f64) as usize;
+                if body.len() < owed {
+                    return Err(ApiError::RequestTimeout);
+                }
+                // Until the bytes so far no longer cover the rate.
+                Duration::from_secs_f64(
+                    (body.len() as f64 / limits.min_rate.max(1) as f64) - elapsed.as_secs_f64(),
+                )
+                .max(Duration::from_millis(100))
+            };
+            let next = match tokio::time::timeout(wait, payload.next()).await {
+                Ok(next) => next,
+                Err(_) => continue,
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the body could not be read: {e}"))
             })?;
@@ -296,6 +402,8 @@ async fn read_json<T: DeserializeOwned>(
                     wire: limit,
                     decoded: limit,
                     timeout: state.settings.body_read_timeout(),
+                    min_rate: state.settings.body_min_rate_bytes_per_sec,
+                    grace: Duration::from_secs(state.settings.body_min_rate_grace_secs),
                 },
                 &state.body_budget,
             )

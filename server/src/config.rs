@@ -78,6 +78,16 @@ pub struct Settings {
     /// Bytes all request bodies being read and parsed may hold at once; requests beyond
     /// it wait (up to 10 s, then 503 `server_busy`). Bounds memory under many uploads.
     pub body_memory_budget: usize,
+    /// Sync uploads one account may have in flight at once (the rest: 429), so that one
+    /// account cannot fill the body budget for everyone.
+    pub uploads_per_account: usize,
+    /// Sync uploads one device may have in flight at once.
+    pub uploads_per_device: usize,
+    /// A body must average at least this many bytes per second once
+    /// `body_min_rate_grace_secs` have passed, else 408 (a trickle holds its share of
+    /// the budget for nothing). 2G/EDGE links manage several KB/s.
+    pub body_min_rate_bytes_per_sec: usize,
+    pub body_min_rate_grace_secs: u64,
     pub workers: Option<usize>,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -108,6 +118,10 @@ impl Default for Settings {
             sync_body_limit: 4 * 1024 * 1024,
             sync_decompressed_limit: 16 * 1024 * 1024,
             body_memory_budget: 64 * 1024 * 1024,
+            uploads_per_account: 4,
+            uploads_per_device: 2,
+            body_min_rate_bytes_per_sec: 256,
+            body_min_rate_grace_secs: 15,
             workers: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
@@ -206,6 +220,19 @@ impl Settings {
                     self.password_hash_queue_timeout_secs = num(&value)?
                 }
                 "BODY_READ_TIMEOUT_SECS" => self.body_read_timeout_secs = num(&value)?,
+                "UPLOADS_PER_ACCOUNT" => {
+                    self.uploads_per_account =
+                        num(&value)?.try_into().map_err(|_| err("too large"))?
+                }
+                "UPLOADS_PER_DEVICE" => {
+                    self.uploads_per_device =
+                        num(&value)?.try_into().map_err(|_| err("too large"))?
+                }
+                "BODY_MIN_RATE_BYTES_PER_SEC" => {
+                    self.body_min_rate_bytes_per_sec =
+                        num(&value)?.try_into().map_err(|_| err("too large"))?
+                }
+                "BODY_MIN_RATE_GRACE_SECS" => self.body_min_rate_grace_secs = num(&value)?,
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
@@ -259,6 +286,9 @@ impl Settings {
         }
         if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
             return invalid("jwt_secret must be at least 32 characters");
+        }
+        if self.uploads_per_account == 0 || self.uploads_per_device == 0 {
+            return invalid("uploads_per_account and uploads_per_device must be at least 1");
         }
         if self.sync_decompressed_limit < self.sync_body_limit {
             return invalid("sync_decompressed_limit must not be below sync_body_limit");

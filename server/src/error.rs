@@ -69,6 +69,10 @@ pub enum ApiError {
     TooManyLoginAttempts { retry_after_secs: u64 },
     #[error("the server is busy; retry after {retry_after_secs} seconds")]
     ServerBusy { retry_after_secs: u64 },
+    #[error(
+        "this account or device already has its share of uploads in flight; retry after {retry_after_secs} seconds"
+    )]
+    TooManyUploads { retry_after_secs: u64 },
     #[error("the database is unavailable; retry later")]
     DatabaseUnavailable,
     #[error("internal error")]
@@ -137,6 +141,7 @@ impl ApiError {
             Self::RequestTimeout => "request_timeout",
             Self::TooManyLoginAttempts { .. } => "too_many_login_attempts",
             Self::ServerBusy { .. } => "server_busy",
+            Self::TooManyUploads { .. } => "too_many_uploads",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal(_) | Self::Database(_) => "internal_error",
         }
@@ -145,7 +150,8 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::TooManyLoginAttempts { retry_after_secs }
-            | Self::ServerBusy { retry_after_secs } => Some(*retry_after_secs),
+            | Self::ServerBusy { retry_after_secs }
+            | Self::TooManyUploads { retry_after_secs } => Some(*retry_after_secs),
             Self::DatabaseUnavailable => Some(5),
             _ => None,
         }
@@ -172,7 +178,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyLoginAttempts { .. } | Self::TooManyUploads { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::ServerBusy { .. } | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

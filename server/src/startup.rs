@@ -29,6 +29,7 @@ pub struct AppState {
     pub hasher: Hasher,
     pub ip_throttle: IpThrottle,
     pub body_budget: crate::body::BodyBudget,
+    pub uploads: crate::body::UploadSlots,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,8 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, Startup
         Duration::from_secs(settings.login_failure_window_secs),
     );
     let body_budget = crate::body::BodyBudget::new(settings.body_memory_budget);
+    let uploads =
+        crate::body::UploadSlots::new(settings.uploads_per_account, settings.uploads_per_device);
     Ok(AppState {
         settings,
         db,
@@ -110,6 +113,7 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, Startup
         hasher,
         ip_throttle,
         body_budget,
+        uploads,
     })
 }
 

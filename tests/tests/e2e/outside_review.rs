@@ -507,3 +507,114 @@ fn sixteen_gzip_pushes_of_twenty_sessions_all_succeed(app: &TestApp) {
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// Issue 11: 17 uploads trickling one byte a second filled the body budget and every
+/// other user's sync and sign-in answered 503 for up to a minute. Now one account has at
+/// most 4 uploads in flight (the rest wait, then 429) and a body slower than the minimum
+/// rate is cut off (408) after its grace period.
+fn fifty_slow_uploads_from_one_account_do_not_starve_other_users() {
+    use std::io::{Read as _, Write as _};
+    for backend in [
+        coopsync_tests::Backend::Sqlite,
+        coopsync_tests::Backend::Postgres,
+    ] {
+        let Some(app) = TestApp::spawn_with(backend, |s| s.body_min_rate_grace_secs = 3) else {
+            continue;
+        };
+        app.create_user("slowloris", "enumerator", &["07"], &[]);
+        app.create_user("victim", "enumerator", &["07"], &[]);
+        app.create_user("newcomer", "enumerator", &["07"], &[]);
+        let attackers: Vec<String> = (0..5).map(|_| app.login("slowloris").access).collect();
+        let addr = app
+            .url("")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut victim = Tablet::new(&app, "victim");
+        let coop = victim.create_cooperative("07", "Busy day");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (latencies, slow_statuses) = std::thread::scope(|s| {
+            let slow: Vec<_> = (0..50)
+                .map(|i| {
+                    let (addr, token, stop) = (&addr, &attackers[i % 5], &stop);
+                    s.spawn(move || {
+                        let mut c = std::net::TcpStream::connect(addr).unwrap();
+                        c.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+                            .unwrap();
+                        write!(
+                            c,
+                            "POST /api/v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                             Content-Type: application/json\r\nContent-Length: 4194304\r\n\r\n"
+                        )
+                        .unwrap();
+                        let mut answer = Vec::new();
+                        for _ in 0..40 {
+                            if stop.load(std::sync::atomic::Ordering::Relaxed)
+                                || c.write_all(b" ").is_err()
+                            {
+                                break;
+                            }
+                            let mut buf = [0u8; 512];
+                            match c.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    answer.extend_from_slice(&buf[..n]);
+                                    break;
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                        String::from_utf8_lossy(&answer)
+                            .split_whitespace()
+                            .nth(1)
+                            .unwrap_or("none")
+                            .to_string()
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mut latencies = Vec::new();
+            for i in 0..20 {
+                victim.set(&coop, "village", &format!("edit {i}"));
+                let started = std::time::Instant::now();
+                victim.sync();
+                latencies.push(started.elapsed().as_secs_f64());
+                assert_eq!(victim.transport.busy_retries, 0, "victim told busy");
+                if i == 10 {
+                    let started = std::time::Instant::now();
+                    app.login("newcomer");
+                    latencies.push(started.elapsed().as_secs_f64());
+                }
+                // Spread over the slow uploads' whole life (cut off, queued, refused).
+                std::thread::sleep(std::time::Duration::from_millis(600));
+            }
+            let statuses: Vec<String> = slow.into_iter().map(|h| h.join().unwrap()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (latencies, statuses)
+        });
+        let mut sorted = latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p99 = sorted[sorted.len() - 1];
+        coopsync_tests::notice(&format!(
+            "{backend:?}: 50 slow uploads from one account: other user's 20 syncs and a sign-in p50 {:.3} s, p99 {p99:.3} s; slow uploads answered {:?}",
+            sorted[sorted.len() / 2],
+            slow_statuses.iter().fold(
+                std::collections::BTreeMap::<&str, usize>::new(),
+                |mut m, s| {
+                    *m.entry(s.as_str()).or_default() += 1;
+                    m
+                }
+            )
+        ));
+        assert!(p99 < 5.0, "{latencies:?}");
+        assert!(
+            slow_statuses.iter().all(|s| s == "408" || s == "429"),
+            "{slow_statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn both_fifty_slow_uploads_from_one_account_do_not_starve_other_users() {
+    fifty_slow_uploads_from_one_account_do_not_starve_other_users();
+}

@@ -20,9 +20,10 @@ use crate::{
         (status = 200, body = SyncResponse),
         (status = 400, body = ErrorBody, description = "`invalid_json`, `invalid_cursor`, `invalid_document_id` (in `need_full_history`), `unsupported_protocol_version`"),
         (status = 401, body = ErrorBody),
-        (status = 408, body = ErrorBody, description = "`request_timeout`"),
+        (status = 408, body = ErrorBody, description = "`request_timeout`: the body did not arrive within the read timeout, or arrived slower than the minimum rate"),
         (status = 413, body = ErrorBody, description = "`payload_too_large` (wire or decompressed size)"),
         (status = 415, body = ErrorBody, description = "`unsupported_media_type`"),
+        (status = 429, body = ErrorBody, description = "`too_many_uploads`: this account or device had its share of uploads in flight for 10 s (retry after `Retry-After`)"),
         (status = 503, body = ErrorBody, description = "`database_unavailable`, or `server_busy` when the bodies being read fill the body memory budget (retry after `Retry-After`)")))]
 #[post("/sync")]
 pub async fn sync(
@@ -37,6 +38,11 @@ pub async fn sync(
             "the sync request must be JSON (Content-Type: application/json)".into(),
         ));
     }
+    // Held until the push is done, like the body's share of the budget.
+    let slot = state
+        .uploads
+        .take(&principal.user_id, &principal.device_id)
+        .await?;
     let body = read_body(
         &req,
         &mut payload,
@@ -44,6 +50,8 @@ pub async fn sync(
             wire: settings.sync_body_limit,
             decoded: settings.sync_decompressed_limit,
             timeout: settings.body_read_timeout(),
+            min_rate: settings.body_min_rate_bytes_per_sec,
+            grace: std::time::Duration::from_secs(settings.body_min_rate_grace_secs),
         },
         &state.body_budget,
     )
@@ -60,5 +68,6 @@ pub async fn sync(
         .run(move |conn| crate::sync::handle(conn, &principal, request))
         .await?;
     drop(reservation);
+    drop(slot);
     Ok(HttpResponse::Ok().json(response))
 }
