@@ -212,18 +212,34 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let mut conn = open_single(&settings)?;
             let started = std::time::Instant::now();
             let mut last_report = std::time::Instant::now();
-            let total = crate::sync::projection::rebuild(&mut conn, |done, total| {
+            let report = crate::sync::projection::rebuild(&mut conn, |done, total| {
                 if done == total || last_report.elapsed().as_secs() >= 2 {
                     last_report = std::time::Instant::now();
                     say!("  {done}/{total} documents");
                 }
             })
             .map_err(|e| e.to_string())?;
+            for (id, why) in &report.from_snapshot {
+                say!("  document {id}: projected from its stored snapshot ({why})");
+            }
+            for (id, why) in &report.skipped {
+                say!("  document {id}: NOT projected ({why})");
+            }
             say!(
-                "coopsync: projection rebuilt from the change log: {total} documents in {:.1} s",
-                started.elapsed().as_secs_f64()
+                "coopsync: projection rebuilt from the change log: {} documents in {:.1} s ({} from their snapshot, {} skipped)",
+                report.total,
+                started.elapsed().as_secs_f64(),
+                report.from_snapshot.len(),
+                report.skipped.len()
             );
-            Ok(())
+            if report.skipped.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} document(s) could not be projected; the rest were",
+                    report.skipped.len()
+                ))
+            }
         }
         Command::User {
             command:

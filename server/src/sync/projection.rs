@@ -471,10 +471,36 @@ fn refresh_dependents(
 
 /// Rebuilds every projection table (and the conflict list) from the change log alone.
 /// `progress` is called with (done, total).
+/// What a rebuild did: every document is projected from its change log applied from
+/// scratch; one whose log does not apply (a log stored before the change checks refused
+/// such operations) is projected from its stored snapshot and named here, and one that
+/// has neither is skipped and named, so one bad record never stops the rest.
+#[derive(Debug, Default)]
+pub struct RebuildReport {
+    pub total: usize,
+    pub from_snapshot: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The document built from its change log from scratch, as a new device would.
+fn from_log(rows: &[super::store::ChangeRow]) -> Result<Automerge, String> {
+    let changes = rows
+        .iter()
+        .map(|r| automerge::Change::try_from(&r.bytes[..]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("a change log entry does not parse: {e}"))?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut doc = Automerge::new();
+        doc.apply_changes(changes).map(|_| doc)
+    }))
+    .map_err(|_| "applying the change log panicked".to_string())?
+    .map_err(|e| format!("the change log does not apply: {e}"))
+}
+
 pub fn rebuild(
     conn: &mut DbConnection,
     mut progress: impl FnMut(usize, usize),
-) -> Result<usize, ApiError> {
+) -> Result<RebuildReport, ApiError> {
     use crate::db::schema::conflicts;
     let docs: Vec<(String, String)> = documents::table
         .select((documents::id, documents::doc_type))
@@ -485,7 +511,10 @@ pub fn rebuild(
         .collect();
     // Cooperatives first, so cross-record flags see their targets.
     ordered.sort();
-    let total = ordered.len();
+    let mut report = RebuildReport {
+        total: ordered.len(),
+        ..RebuildReport::default()
+    };
     crate::db::write_transaction(conn, |conn| {
         diesel::delete(validation_flags::table).execute(conn)?;
         diesel::delete(attendance::table).execute(conn)?;
@@ -495,13 +524,24 @@ pub fn rebuild(
         diesel::delete(conflicts::table.filter(conflicts::status.ne("resolved"))).execute(conn)?;
         for (i, (doc_type, id)) in ordered.iter().enumerate() {
             let rows = super::store::document_changes(conn, id)?;
-            let mut doc = Automerge::new();
-            let changes = rows
-                .iter()
-                .map(|r| automerge::Change::try_from(&r.bytes[..]))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::internal(format!("change log entry does not parse: {e}")))?;
-            doc.apply_changes(changes).map_err(ApiError::internal)?;
+            let doc = match from_log(&rows) {
+                Ok(doc) => doc,
+                Err(why) => {
+                    let snapshot = super::store::find_document(conn, id)?
+                        .map(|d| super::ingest::load_snapshot(&d.snapshot));
+                    match snapshot {
+                        Some(Ok(doc)) => {
+                            report.from_snapshot.push((id.clone(), why));
+                            doc
+                        }
+                        _ => {
+                            report.skipped.push((id.clone(), why));
+                            progress(i + 1, report.total);
+                            continue;
+                        }
+                    }
+                }
+            };
             project(conn, id, *doc_type, &doc, true)?;
             super::conflicts::record(
                 conn,
@@ -510,9 +550,9 @@ pub fn rebuild(
                 &Default::default(),
                 &super::changed::Changed::Everything,
             )?;
-            progress(i + 1, total);
+            progress(i + 1, report.total);
         }
         Ok::<_, ApiError>(())
     })?;
-    Ok(total)
+    Ok(report)
 }

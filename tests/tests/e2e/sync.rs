@@ -506,8 +506,40 @@ fn the_projection_equals_a_rebuild_from_the_change_log(app: &TestApp) {
     );
     assert!(before.contains("unknown_participant"));
     let mut conn = app.db.connect();
-    let total = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
-    assert_eq!(total, 4);
+    let report = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    assert_eq!(
+        (
+            report.total,
+            report.from_snapshot.len(),
+            report.skipped.len()
+        ),
+        (4, 0, 0)
+    );
+    assert_eq!(snapshot_projection(app), before);
+
+    // A record whose stored log no longer applies from scratch (here: a damaged log
+    // entry) is projected from its snapshot and named; the rest are rebuilt as usual.
+    use coopsync::db::schema::changes;
+    let (hash, doc): (String, String) = changes::table
+        .order(changes::seq.desc())
+        .select((changes::hash, changes::document_id))
+        .first(&mut conn)
+        .unwrap();
+    diesel::update(changes::table.filter(changes::hash.eq(&hash)))
+        .set(changes::bytes.eq(vec![0x85u8, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0]))
+        .execute(&mut conn)
+        .unwrap();
+    let report = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    assert_eq!(report.total, 4);
+    assert_eq!(
+        report
+            .from_snapshot
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect::<Vec<_>>(),
+        [doc]
+    );
+    assert!(report.skipped.is_empty());
     assert_eq!(snapshot_projection(app), before);
 }
 
