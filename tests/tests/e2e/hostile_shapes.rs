@@ -72,15 +72,15 @@ fn craft(change: &Change, edit: impl FnOnce(&mut automerge::ExpandedChange)) -> 
 }
 
 /// One case: its name, and the change to push after the base document's first change.
-struct Case {
-    name: &'static str,
-    code: &'static str,
-    second: Vec<u8>,
+pub(super) struct Case {
+    pub(super) name: &'static str,
+    pub(super) code: &'static str,
+    pub(super) second: Vec<u8>,
 }
 
 /// Every case, crafted on a base document of its own actor (`seed`): the same first
 /// change pushed for two documents would be refused as a collision.
-fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
+pub(super) fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
     let a = actor(seed);
     let mut doc = base_doc(a.clone());
     let first = doc.get_changes(&[])[0].clone();

@@ -17,6 +17,7 @@ mod exports;
 mod fuzz_fixtures;
 mod health;
 mod hostile;
+mod hostile_battery;
 mod hostile_shapes;
 mod limits;
 mod memory;
