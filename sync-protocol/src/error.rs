@@ -42,6 +42,10 @@ pub enum ChangeError {
         "this device already has {0} changes waiting for dependencies the server lacks; push the changes they depend on first"
     )]
     TooManyPending(usize),
+    #[error(
+        "this device created {0} records in the last 24 hours, the most one tablet may; ask an admin"
+    )]
+    TooManyNewDocuments(usize),
 }
 
 impl ChangeError {
@@ -65,6 +69,7 @@ impl ChangeError {
             ChangeError::TooDeep(_) => "too_deeply_nested",
             ChangeError::UnsupportedOperation(_) => "unsupported_operation",
             ChangeError::TooManyPending(_) => "too_many_pending",
+            ChangeError::TooManyNewDocuments(_) => "too_many_new_documents",
         }
     }
 }

@@ -119,6 +119,7 @@ diesel::table! {
         last_seq -> Int8,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        created_by_device -> Nullable<Text>,
     }
 }
 

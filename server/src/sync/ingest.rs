@@ -64,7 +64,14 @@ pub struct Batch {
     quarantine: Vec<NewQuarantine>,
     /// Changes (count, bytes) the device has held as pending, read once per request.
     held: Option<(i64, i64)>,
+    /// Documents the device created in the last 24 hours, read once per request.
+    created: Option<i64>,
 }
+
+/// New documents one enumerator's device may create in 24 hours: a province's whole
+/// registry is ~2,500 members; a hostile device made 10,000 in 3.5 s. Admins' devices
+/// (which seed and import) are not capped.
+pub const MAX_NEW_DOCUMENTS_PER_DEVICE_PER_DAY: i64 = 5_000;
 
 /// Changes one device may have waiting for dependencies at once, and their bytes: a real
 /// tablet has a few (a member pushed before its cooperative's batch); a hostile one
@@ -73,6 +80,26 @@ pub const MAX_PENDING_PER_DEVICE: i64 = 2_000;
 pub const MAX_PENDING_BYTES_PER_DEVICE: i64 = 32 * 1024 * 1024;
 
 impl Batch {
+    /// Whether the device may create one more document.
+    fn may_create(
+        &mut self,
+        conn: &mut DbConnection,
+        principal: &Principal,
+    ) -> Result<bool, ApiError> {
+        if principal.role != crate::domain::access::Role::Enumerator {
+            return Ok(true);
+        }
+        if self.created.is_none() {
+            let since = now() - chrono::Duration::hours(24);
+            self.created = Some(store::documents_created_by(
+                conn,
+                &principal.device_id,
+                since,
+            )?);
+        }
+        Ok(self.created.unwrap_or(0) < MAX_NEW_DOCUMENTS_PER_DEVICE_PER_DAY)
+    }
+
     fn held_by_device(
         &mut self,
         conn: &mut DbConnection,
@@ -429,6 +456,13 @@ fn ingest_document(
     }
     let mut incoming = accepted;
 
+    if row.is_none() && !incoming.is_empty() && !batch.may_create(conn, principal)? {
+        let e = ChangeError::TooManyNewDocuments(MAX_NEW_DOCUMENTS_PER_DEVICE_PER_DAY as usize);
+        for c in incoming {
+            out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
+        }
+        return finish(batch, out);
+    }
     let base = match &row {
         Some(r) => match doc_cache::get(&doc_id, &r.heads) {
             Some(doc) => doc,
@@ -630,7 +664,13 @@ fn ingest_document(
             last_seq: row.as_ref().map(|r| r.last_seq).unwrap_or(0),
             created_at: row.as_ref().map(|r| r.created_at).unwrap_or(at),
             updated_at: at,
+            created_by_device: row.is_none().then(|| principal.device_id.clone()),
         };
+        if row.is_none()
+            && let Some(n) = batch.created.as_mut()
+        {
+            *n += 1;
+        }
         store::save_document(conn, &doc_row, row.is_some())?;
         // Devices that already pulled past a document's changes would never get it when
         // it enters their scope later, nor learn that it left: both are recorded for them.
@@ -798,11 +838,13 @@ struct Plan {
 /// or corrupt the document.
 fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
     let mut actor_seq: HashMap<ActorId, u64> = HashMap::new();
+    let mut actor_max: HashMap<ActorId, u64> = HashMap::new();
     let mut max_op: HashMap<ChangeHash, u64> = HashMap::new();
     for meta in base.get_changes_meta(&[]) {
-        let seq = actor_seq
-            .entry(meta.actor.clone().into_owned())
-            .or_insert(0);
+        let actor = meta.actor.clone().into_owned();
+        let top = actor_max.entry(actor.clone()).or_insert(0);
+        *top = (*top).max(meta.max_op);
+        let seq = actor_seq.entry(actor).or_insert(0);
         *seq = (*seq).max(meta.seq);
         max_op.insert(meta.hash, meta.max_op);
     }
@@ -819,10 +861,13 @@ fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
                 continue;
             }
             progressed = true;
-            match check(&c.change, &actor_seq, &max_op).and_then(|()| shapes.check(base, &c.change))
+            match check(&c.change, &actor_seq, &max_op)
+                .and_then(|()| own_ops_above(&c.change, &actor_max))
+                .and_then(|()| shapes.check(base, &c.change))
             {
                 Ok(()) => {
                     actor_seq.insert(c.change.actor_id().clone(), c.change.seq());
+                    actor_max.insert(c.change.actor_id().clone(), c.change.max_op());
                     max_op.insert(c.change.hash(), c.change.max_op());
                     ready.push(c);
                 }
@@ -851,6 +896,19 @@ fn plan(base: &Automerge, candidates: Vec<Candidate>) -> Plan {
         ready,
         pending,
         rejected,
+    }
+}
+
+/// An actor's operation ids only grow: a change whose ops start at or below the actor's
+/// own earlier ones reuses their ids (possible with `deps = []`, which the dependency
+/// check cannot see) and makes the document's history ambiguous.
+fn own_ops_above(change: &Change, actor_max: &HashMap<ActorId, u64>) -> Result<(), ChangeError> {
+    match actor_max.get(change.actor_id()) {
+        Some(&top) if change.start_op().get() <= top => Err(ChangeError::Rejected(format!(
+            "start op {} is not above this actor's own earlier operations ({top})",
+            change.start_op()
+        ))),
+        _ => Ok(()),
     }
 }
 

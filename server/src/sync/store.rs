@@ -24,6 +24,9 @@ pub struct DocumentRow {
     pub last_seq: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The device whose push created it (`None` when it was created before this was
+    /// recorded; an update leaves it as it is).
+    pub created_by_device: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -196,6 +199,19 @@ pub fn quarantined_hashes(
         );
     }
     Ok(out)
+}
+
+/// Documents `device_id` created since `since`.
+pub fn documents_created_by(
+    conn: &mut DbConnection,
+    device_id: &str,
+    since: NaiveDateTime,
+) -> QueryResult<i64> {
+    documents::table
+        .filter(documents::created_by_device.eq(device_id))
+        .filter(documents::created_at.gt(since))
+        .count()
+        .get_result(conn)
 }
 
 /// How many changes, and how many bytes, `device_id` has held as pending.

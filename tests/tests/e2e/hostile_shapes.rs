@@ -184,6 +184,15 @@ pub(super) fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
             c.deps = vec![d, d];
         }),
     });
+    // 6. The actor's own op ids again, with no dependencies to show it.
+    out.push(Case {
+        name: "own-op-ids-without-deps",
+        code: "rejected_change",
+        second: craft(&second, |c| {
+            c.deps.clear();
+            c.start_op = NonZeroU64::new(1).unwrap();
+        }),
+    });
     (first.raw_bytes().to_vec(), out)
 }
 
@@ -418,7 +427,54 @@ fn quarantine_and_pending_are_bounded_per_request_and_device(app: &TestApp) {
     assert_eq!(held, 2000);
 }
 
+/// An enumerator's device creates at most 5,000 records a day (a hostile one made 10,000 in
+/// 3.5 s); the day's count is read from `documents.created_by_device`.
+fn new_documents_per_enumerator_device_are_capped(app: &TestApp) {
+    app.create_user("creator", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "creator");
+    let coop = t.create_cooperative("07", "Mine");
+    t.sync();
+    let mut conn = app.db.connect();
+    let now = chrono::Utc::now().naive_utc();
+    let rows: Vec<_> = (0..4999)
+        .map(|_| {
+            (
+                documents::id.eq(uuid::Uuid::new_v4().to_string()),
+                documents::doc_type.eq("cooperative"),
+                documents::province_code.eq(Some("07")),
+                documents::snapshot.eq(Vec::<u8>::new()),
+                documents::heads.eq(""),
+                documents::change_count.eq(0i64),
+                documents::last_seq.eq(0i64),
+                documents::created_at.eq(now),
+                documents::updated_at.eq(now),
+                documents::created_by_device.eq(Some(t.session.device_id.clone())),
+            )
+        })
+        .collect();
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for row in rows {
+            diesel::insert_into(documents::table).values(row).execute(conn)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    // 4,999 made today plus the cooperative: the next new record is refused, an edit of
+    // an existing one is not.
+    let extra = t.create_cooperative("07", "One too many");
+    t.set(&coop, "village", "Still editable");
+    t.sync();
+    let rejected: Vec<(String, String)> = t
+        .client
+        .rejected()
+        .iter()
+        .map(|r| (r.doc_id.clone(), r.code.clone()))
+        .collect();
+    assert_eq!(rejected, [(extra, "too_many_new_documents".to_string())]);
+}
+
 dual_backend_tests!(
+    new_documents_per_enumerator_device_are_capped,
     quarantine_and_pending_are_bounded_per_request_and_device,
     hostile_shapes_are_refused_and_the_record_stays_usable,
     non_canonical_ids_are_refused_or_read_as_the_one_id,

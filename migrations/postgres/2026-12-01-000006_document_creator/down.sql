@@ -1,0 +1,2 @@
+DROP INDEX documents_created_by_device;
+ALTER TABLE documents DROP COLUMN created_by_device;
