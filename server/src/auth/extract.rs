@@ -67,6 +67,45 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_string())
 }
 
+/// The principal of `user` on `device_id`, with the user's role and assignments now.
+fn principal_for(
+    conn: &mut crate::db::DbConnection,
+    user: User,
+    device_id: String,
+) -> Result<Principal, ApiError> {
+    let role =
+        Role::parse(&user.role).ok_or_else(|| ApiError::internal("unknown role in database"))?;
+    let assignments = Assignments {
+        provinces: User::provinces(conn, &user.id)?.into_iter().collect(),
+        cooperatives: User::cooperatives(conn, &user.id)?.into_iter().collect(),
+    };
+    Ok(Principal {
+        user_id: user.id,
+        role,
+        device_id,
+        assignments,
+        request_id: None,
+    })
+}
+
+/// The principal who sent something earlier (a held change), as the rules see them now:
+/// `None` if the account is deactivated or gone, or the device revoked or gone.
+pub fn principal_of(
+    conn: &mut crate::db::DbConnection,
+    user_id: &str,
+    device_id: &str,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(user) = User::find(conn, user_id)?.filter(|u| u.active) else {
+        return Ok(None);
+    };
+    match Device::find(conn, device_id)? {
+        Some(d) if d.revoked_at.is_none() && d.user_id == user.id => {
+            principal_for(conn, user, d.id).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -95,19 +134,7 @@ impl FromRequest for Principal {
                     if !user.active {
                         return Err(ApiError::AccountDisabled);
                     }
-                    let role = Role::parse(&user.role)
-                        .ok_or_else(|| ApiError::internal("unknown role in database"))?;
-                    let assignments = Assignments {
-                        provinces: User::provinces(conn, &user.id)?.into_iter().collect(),
-                        cooperatives: User::cooperatives(conn, &user.id)?.into_iter().collect(),
-                    };
-                    Ok(Principal {
-                        user_id: user.id,
-                        role,
-                        device_id: device.id,
-                        assignments,
-                        request_id: None,
-                    })
+                    principal_for(conn, user, device.id)
                 })
                 .await?;
             tracing::Span::current().record("user.id", principal.user_id.as_str());

@@ -7,4 +7,4 @@ pub mod password;
 pub mod session;
 pub mod throttle;
 
-pub use extract::Principal;
+pub use extract::{Principal, principal_of};

@@ -73,6 +73,9 @@ pub struct Batch {
 /// (which seed and import) are not capped.
 pub const MAX_NEW_DOCUMENTS_PER_DEVICE_PER_DAY: i64 = 5_000;
 
+/// `missing_deps` of a change held because its member's cooperative has not arrived.
+pub const AWAITS_COOPERATIVE: &str = "cooperative:";
+
 /// Changes one device may have waiting for dependencies at once, and their bytes: a real
 /// tablet has a few (a member pushed before its cooperative's batch); a hostile one
 /// parked 21,299 rows (86 MB) for unknown documents from 1.6 MB on the wire.
@@ -511,6 +514,10 @@ fn ingest_document(
     // Kept for the document row below: reading a record walks all of it (a session with
     // thousands of attendance entries), once per push is enough.
     let mut scope = None;
+    // A new member of a cooperative the server lacks: the cooperative's id, and the
+    // changes held for it.
+    let mut awaiting: Option<String> = None;
+    let mut waiting: Vec<Candidate> = Vec::new();
     if !applied.is_empty() {
         let error = match doc_type_of(&doc) {
             Some(t) if t == doc_type => {
@@ -541,6 +548,12 @@ fn ingest_document(
                         Some(c) => !store::document_exists(conn, c)?,
                         None => false,
                     };
+                if !visible && awaits_cooperative {
+                    // Its scope cannot be decided yet: held, not applied, until the
+                    // cooperative arrives; then checked against its author's scope
+                    // (`release_waiting_members`).
+                    awaiting = cooperative.clone();
+                }
                 (!visible && !awaits_cooperative).then_some(ChangeError::OutOfScope)
             }
             Some(t) => Some(ChangeError::WrongDocumentType {
@@ -553,6 +566,10 @@ fn ingest_document(
             for c in applied.drain(..) {
                 out.reject(principal, group, c.index, Some(c.hash), Some(c.bytes), &e);
             }
+            doc = base.clone();
+        }
+        if awaiting.is_some() {
+            waiting = std::mem::take(&mut applied);
             doc = base.clone();
         }
     }
@@ -608,6 +625,46 @@ fn ingest_document(
                     .map(|h| h.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
+                bytes: c.bytes.clone(),
+            });
+            bind_actor_once(
+                conn,
+                &c.change.actor_id().to_hex_string(),
+                &mut owners,
+                principal,
+            )?;
+        }
+    }
+    if let Some(coop) = &awaiting {
+        for c in &waiting {
+            if c.index.is_none() {
+                out.result.pending.push(c.hash.clone());
+                continue; // already held
+            }
+            let held = batch.held_by_device(conn, &principal.device_id)?;
+            if held.0 + 1 > MAX_PENDING_PER_DEVICE
+                || held.1 + c.bytes.len() as i64 > MAX_PENDING_BYTES_PER_DEVICE
+            {
+                out.reject(
+                    principal,
+                    group,
+                    c.index,
+                    Some(c.hash.clone()),
+                    Some(c.bytes.clone()),
+                    &ChangeError::TooManyPending(MAX_PENDING_PER_DEVICE as usize),
+                );
+                continue;
+            }
+            *held = (held.0 + 1, held.1 + c.bytes.len() as i64);
+            out.result.pending.push(c.hash.clone());
+            new_pending.push(PendingRow {
+                hash: c.hash.clone(),
+                document_id: doc_id.clone(),
+                doc_type: doc_type.as_str().to_string(),
+                device_id: c.origin.device_id.clone(),
+                user_id: c.origin.user_id.clone(),
+                received_at: c.origin.received_at,
+                missing_deps: format!("{AWAITS_COOPERATIVE}{coop}"),
                 bytes: c.bytes.clone(),
             });
             bind_actor_once(
@@ -716,9 +773,39 @@ fn ingest_document(
             Changed::Everything => projection::project(conn, &doc_id, doc_type, &doc, dependents)?,
         }
         conflicts::record(conn, &doc_id, &doc, &batch.origins, &changed)?;
+        let placed = doc_type == DocType::Cooperative && doc_row.province_code.is_some();
         doc_cache::put(&doc_id, doc_row.heads, doc, doc_row.snapshot.len());
+        if placed {
+            release_waiting_members(conn, &doc_id, encoding, batch)?;
+        }
     }
     finish(batch, out)
+}
+
+/// Members held because this cooperative had not arrived: each is now pushed again as
+/// its author (the user and device that sent it), so it is applied only if it lies in
+/// that author's scope, and quarantined `out_of_scope` otherwise. A member sent by a
+/// province-23 tablet for a cooperative that a 07 tablet pushes later never becomes a
+/// 07 record written by the 23 tablet.
+fn release_waiting_members(
+    conn: &mut DbConnection,
+    cooperative: &str,
+    encoding: ChangeEncoding,
+    batch: &mut Batch,
+) -> Result<(), ApiError> {
+    let marker = format!("{AWAITS_COOPERATIVE}{cooperative}");
+    for (member, user_id, device_id) in store::pending_awaiting(conn, &marker)? {
+        let Some(author) = crate::auth::principal_of(conn, &user_id, &device_id)? else {
+            continue; // the author's account is gone: the changes stay held for an admin
+        };
+        let group = DocChanges {
+            doc_id: member,
+            doc_type: DocType::Member.as_str().to_string(),
+            changes: Vec::new(),
+        };
+        ingest_document(conn, &author, &group, encoding, batch)?;
+    }
+    Ok(())
 }
 
 /// Names in `result.blocked` the held changes of this push (new or re-sent) that wait on

@@ -201,6 +201,30 @@ pub fn quarantined_hashes(
     Ok(out)
 }
 
+/// Documents with changes held under `marker` (a member waiting for its cooperative),
+/// each with the user and device of its first held change.
+pub fn pending_awaiting(
+    conn: &mut DbConnection,
+    marker: &str,
+) -> QueryResult<Vec<(String, String, String)>> {
+    let rows: Vec<(String, String, String)> = pending_changes::table
+        .filter(pending_changes::missing_deps.eq(marker))
+        .order((pending_changes::document_id, pending_changes::received_at))
+        .select((
+            pending_changes::document_id,
+            pending_changes::user_id,
+            pending_changes::device_id,
+        ))
+        .load(conn)?;
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for row in rows {
+        if out.last().is_none_or(|l| l.0 != row.0) {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
 /// Documents `device_id` created since `since`.
 pub fn documents_created_by(
     conn: &mut DbConnection,

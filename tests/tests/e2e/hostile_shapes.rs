@@ -454,7 +454,9 @@ fn new_documents_per_enumerator_device_are_capped(app: &TestApp) {
         .collect();
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         for row in rows {
-            diesel::insert_into(documents::table).values(row).execute(conn)?;
+            diesel::insert_into(documents::table)
+                .values(row)
+                .execute(conn)?;
         }
         Ok(())
     })

@@ -414,7 +414,51 @@ fn conflict_exports_name_devices_only_to_national_admins(app: &TestApp) {
     assert!(!provincial.contains(&nat.session.device_id), "{provincial}");
 }
 
+/// Issue 11: an enumerator of 23 pushed a member naming a cooperative the server did not
+/// have; when a 07 tablet pushed that cooperative the member became a 07 record written
+/// by the 23 tablet. It is now held until the cooperative arrives, then checked against
+/// its author's scope.
+fn a_member_waiting_for_its_cooperative_is_checked_against_its_author(app: &TestApp) {
+    use coopsync::db::schema::{documents, members, pending_changes, quarantine};
+    use diesel::prelude::*;
+    app.create_user("far23", "enumerator", &["23"], &[]);
+    app.create_user("home07", "enumerator", &["07"], &[]);
+    app.create_user("also07", "enumerator", &["07"], &[]);
+    let mut home = Tablet::new(app, "home07");
+    let mut far = Tablet::new(app, "far23");
+    let mut also = Tablet::new(app, "also07");
+    // The cooperative exists on the 07 tablet only, for now.
+    let coop = home.create_cooperative("07", "Arrives later");
+    let intruder = far.add_member(&coop, "Pushed from 23", "female");
+    let neighbour = also.add_member(&coop, "Pushed from 07", "male");
+    far.sync();
+    also.sync();
+    let mut conn = app.db.connect();
+    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(held, 2, "both held until the cooperative arrives");
+    home.sync();
+    let projected: Vec<String> = members::table
+        .select(members::id)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(projected, [neighbour], "only the 07 author's member applies");
+    let stored: i64 = documents::table
+        .filter(documents::id.eq(&intruder))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(stored, 0);
+    let q: Vec<(Option<String>, String)> = quarantine::table
+        .select((quarantine::document_id, quarantine::code))
+        .load(&mut conn)
+        .unwrap();
+    assert!(q.contains(&(Some(intruder.clone()), "out_of_scope".into())), "{q:?}");
+    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(held, 0);
+}
+
 dual_backend_tests!(
+    a_member_waiting_for_its_cooperative_is_checked_against_its_author,
     conflict_exports_name_devices_only_to_national_admins,
     a_cooperative_assignment_cannot_move_records_out_of_their_province,
     sync_requests_are_held_to_the_documented_contract,
