@@ -1,4 +1,5 @@
-//! The `coopsync` command line: `serve`, `migrate`, `user add`.
+//! The `coopsync` command line: `serve`, `migrate`, `user add`, `projection rebuild`,
+//! `backup`, `restored`.
 
 use std::{io::BufRead, path::PathBuf};
 
@@ -49,6 +50,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionCommand,
     },
+    /// Write a consistent copy of the SQLite database while the server runs (PostgreSQL:
+    /// pg_dump, see docs/operations.md). The copy gets a history epoch of its own.
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Mark this database as restored from a backup (a new history epoch), so that every
+    /// tablet pushes its changes again. `coopsync backup` copies need no such step.
+    Restored,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +251,31 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     report.skipped.len()
                 ))
             }
+        }
+        Command::Backup { out } => {
+            say!(
+                "coopsync: backing up {} to {}",
+                describe_database(&settings),
+                out.display()
+            );
+            let started = std::time::Instant::now();
+            let bytes = crate::backup::backup_sqlite(settings.database_url.expose(), &out)
+                .map_err(|e| e.to_string())?;
+            say!(
+                "coopsync: backup written: {bytes} bytes in {:.1} s; serve it with DATABASE_URL={}",
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Restored => {
+            let mut conn = open_single(&settings)?;
+            let epoch = crate::backup::new_epoch(&mut conn).map_err(|e| e.to_string())?;
+            say!(
+                "coopsync: {} marked as restored (history epoch {epoch}): tablets will push their changes again",
+                describe_database(&settings)
+            );
+            Ok(())
         }
         Command::User {
             command:

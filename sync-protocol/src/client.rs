@@ -38,6 +38,8 @@ pub struct Rejected {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub requests: u32,
+    /// Times the server said it was restored from a backup (`pull.resync`).
+    pub resyncs: u32,
     pub pushed: u32,
     pub pulled: u32,
     pub removed: u32,
@@ -240,6 +242,14 @@ impl SyncClient {
             self.absorb_push_result(&request, &response, &mut report);
             let more = match response.pull {
                 Some(pull) => {
+                    if pull.resync {
+                        // The server was restored from a backup and may lack changes it
+                        // once acknowledged: every local change goes again (the ones it
+                        // has come back as duplicates).
+                        self.delivered.clear();
+                        self.synced.clear();
+                        report.resyncs += 1;
+                    }
                     for doc_id in &pull.removed {
                         self.docs.remove(doc_id);
                         self.synced.remove(doc_id);

@@ -156,4 +156,9 @@ pub struct PullResult {
     pub cursor: String,
     /// More changes are waiting: sync again.
     pub more: bool,
+    /// The server's history is not the one the cursor came from (it was restored from a
+    /// backup): treat every local change as undelivered and push them all again; this
+    /// pull started from the beginning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }

@@ -107,6 +107,12 @@ class Tablet {
         for (const e of body.push[i].errors ?? []) console.error(`${this.name}: rejected ${group.doc_id}: ${e.code}: ${e.message}`);
       });
       need_full_history = [];
+      if (body.pull.resync) {
+        // The server was restored from a backup and may lack changes it acknowledged:
+        // push every local change again (those it has come back as duplicates).
+        this.delivered.clear();
+        for (const entry of this.docs.values()) delete entry.synced;
+      }
       for (const id of body.pull.removed ?? []) this.docs.delete(id);
       for (const group of body.pull.docs) {
         const changes = group.changes.map((c) => new Uint8Array(Buffer.from(c, "hex")));

@@ -24,32 +24,63 @@ use crate::{
     error::ApiError,
 };
 
-const CURSOR_PREFIX: &str = "c1_";
 const PAGE_ROWS: i64 = 1000;
 
-pub fn encode_cursor(seq: i64) -> String {
+/// Cursors name the database they came from (its epoch) and a sequence number in it.
+const CURSOR_PREFIX: &str = "c2_";
+/// Cursors of the first version: a sequence number only (still accepted).
+const CURSOR_PREFIX_V1: &str = "c1_";
+/// The `server_keys` entry naming this database's history. A backup gets a new one
+/// (`coopsync backup`), so a server restored from it knows the cursors of the server it
+/// replaces: they may count changes it never had.
+pub const EPOCH_KEY: &str = "database_epoch";
+
+pub fn encode_cursor(epoch: &str, seq: i64) -> String {
     format!(
         "{CURSOR_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seq.to_string())
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{epoch}.{seq}"))
     )
 }
 
-pub fn decode_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
-    let Some(cursor) = cursor else { return Ok(0) };
+/// The epoch a cursor names (`None` for a first-version cursor) and its sequence number.
+pub fn decode_cursor(cursor: Option<&str>) -> Result<(Option<String>, i64), ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok((None, 0));
+    };
     let bad =
         || ApiError::bad_request("invalid_cursor", "the cursor was not issued by this server");
-    let raw = cursor.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
+    let (v2, raw) = match (
+        cursor.strip_prefix(CURSOR_PREFIX),
+        cursor.strip_prefix(CURSOR_PREFIX_V1),
+    ) {
+        (Some(raw), _) => (true, raw),
+        (None, Some(raw)) => (false, raw),
+        (None, None) => return Err(bad()),
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
         .map_err(|_| bad())?;
-    let seq: i64 = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    if seq < 0 {
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    let (epoch, seq) = if v2 {
+        let (e, s) = text.rsplit_once('.').ok_or_else(bad)?;
+        (Some(e.to_string()), s)
+    } else {
+        (None, text)
+    };
+    let seq: i64 = seq.parse().map_err(|_| bad())?;
+    if seq < 0 || epoch.as_ref().is_some_and(|e| e.is_empty() || e.len() > 64) {
         return Err(bad());
     }
-    Ok(seq)
+    Ok((epoch, seq))
+}
+
+/// This database's epoch (made on first use).
+pub fn epoch(conn: &mut DbConnection) -> Result<String, ApiError> {
+    Ok(crate::db::models::ServerKey::get_or_create(
+        conn,
+        EPOCH_KEY,
+        || uuid::Uuid::new_v4().simple().to_string(),
+    )?)
 }
 
 /// What a device is allowed to see, as stored between pulls.
@@ -378,7 +409,13 @@ pub fn pull(
     need_full_history: &[String],
     encoding: ChangeEncoding,
 ) -> Result<PullResult, ApiError> {
-    let since = decode_cursor(cursor)?;
+    let (cursor_epoch, since) = decode_cursor(cursor)?;
+    let epoch = epoch(conn)?;
+    // A cursor of another history (the server was restored from a backup): its number
+    // may count changes this database never had. Everything in scope is served again and
+    // the device is told to push all its changes again (`resync`).
+    let resync = cursor_epoch.is_some_and(|e| e != epoch);
+    let since = if resync { 0 } else { since };
     let scope = Scope::of(principal);
     let budget = max_bytes
         .unwrap_or(DEFAULT_BATCH_BYTES)
@@ -483,7 +520,8 @@ pub fn pull(
     Ok(PullResult {
         docs: page.docs,
         removed,
-        cursor: encode_cursor(next_cursor),
+        cursor: encode_cursor(&epoch, next_cursor),
+        resync,
         more: more_changes || !backfill.is_empty() || requested_left,
     })
 }

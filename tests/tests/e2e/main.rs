@@ -10,6 +10,7 @@
 
 mod auth;
 mod authz;
+mod backup;
 mod cli;
 mod convergence;
 mod crash;

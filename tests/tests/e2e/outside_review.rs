@@ -434,14 +434,18 @@ fn a_member_waiting_for_its_cooperative_is_checked_against_its_author(app: &Test
     far.sync();
     also.sync();
     let mut conn = app.db.connect();
-    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(held, 2, "both held until the cooperative arrives");
     home.sync();
-    let projected: Vec<String> = members::table
-        .select(members::id)
-        .load(&mut conn)
-        .unwrap();
-    assert_eq!(projected, [neighbour], "only the 07 author's member applies");
+    let projected: Vec<String> = members::table.select(members::id).load(&mut conn).unwrap();
+    assert_eq!(
+        projected,
+        [neighbour],
+        "only the 07 author's member applies"
+    );
     let stored: i64 = documents::table
         .filter(documents::id.eq(&intruder))
         .count()
@@ -452,8 +456,14 @@ fn a_member_waiting_for_its_cooperative_is_checked_against_its_author(app: &Test
         .select((quarantine::document_id, quarantine::code))
         .load(&mut conn)
         .unwrap();
-    assert!(q.contains(&(Some(intruder.clone()), "out_of_scope".into())), "{q:?}");
-    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert!(
+        q.contains(&(Some(intruder.clone()), "out_of_scope".into())),
+        "{q:?}"
+    );
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(held, 0);
 }
 
