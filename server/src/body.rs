@@ -102,6 +102,11 @@ impl BodyBudget {
         Ok(reserved)
     }
 
+    /// The whole budget, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Bytes free right now (for tests and metrics).
     pub fn available(&self) -> usize {
         self.kib.available_permits() * 1024

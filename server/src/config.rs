@@ -93,6 +93,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `tracing` filter, e.g. `info` or `coopsync=debug,info`.
     pub log_filter: String,
+    /// Bearer token that opens `GET /metrics` (Prometheus). Empty: the route answers 404.
+    pub metrics_token: Secret,
 }
 
 impl Default for Settings {
@@ -126,6 +128,7 @@ impl Default for Settings {
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl Settings {
                         num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
                 "BODY_MIN_RATE_GRACE_SECS" => self.body_min_rate_grace_secs = num(&value)?,
+                "METRICS_TOKEN" => self.metrics_token = Secret::new(value),
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
@@ -286,6 +290,9 @@ impl Settings {
         }
         if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
             return invalid("jwt_secret must be at least 32 characters");
+        }
+        if !self.metrics_token.is_empty() && self.metrics_token.expose().len() < 24 {
+            return invalid("metrics_token must be at least 24 characters");
         }
         if self.uploads_per_account == 0 || self.uploads_per_device == 0 {
             return invalid("uploads_per_account and uploads_per_device must be at least 1");

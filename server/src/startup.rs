@@ -30,6 +30,7 @@ pub struct AppState {
     pub ip_throttle: IpThrottle,
     pub body_budget: crate::body::BodyBudget,
     pub uploads: crate::body::UploadSlots,
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,7 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, Startup
         ip_throttle,
         body_budget,
         uploads,
+        metrics: crate::metrics::Metrics::default(),
     })
 }
 
@@ -127,6 +129,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .service(api::health::healthz)
     .service(api::health::readyz)
+    .service(api::health::metrics)
     // Before the /api/v1 scope, which would otherwise claim these paths.
     .service(
         SwaggerUi::new("/api/v1/docs/{_:.*}").url("/api/v1/openapi.json", api::openapi::document()),

@@ -108,6 +108,21 @@ pub async fn request_context(
     }
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(state) = response
+        .request()
+        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+    {
+        state.metrics.observe(
+            response
+                .request()
+                .match_pattern()
+                .as_deref()
+                .unwrap_or("unmatched"),
+            response.request().method().as_str(),
+            status,
+            elapsed_ms / 1000.0,
+        );
+    }
     // Server time, so clients and benchmarks can tell it from network time.
     if let Ok(value) = HeaderValue::from_str(&format!("app;dur={elapsed_ms:.1}")) {
         response.headers_mut().insert(

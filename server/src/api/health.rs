@@ -53,3 +53,47 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         database,
     }))
 }
+
+/// Prometheus metrics for operators (not in the OpenAPI document: not for app authors).
+/// Needs `Authorization: Bearer <metrics_token>`; without a configured token the route
+/// does not exist (404), and no tablet token opens it.
+#[get("/metrics")]
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    use sha2::{Digest, Sha256};
+    let token = &state.settings.metrics_token;
+    if token.is_empty() {
+        return Err(ApiError::NotFound("route"));
+    }
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared as digests, so the time taken says nothing about the token.
+    if Sha256::digest(given.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
+        return Err(ApiError::Unauthenticated);
+    }
+    let waits = state.db.waits();
+    let snapshot = crate::metrics::Snapshot {
+        pool: state.db.pool_state(),
+        pool_waits: (
+            waits.count.load(std::sync::atomic::Ordering::Relaxed),
+            waits.micros.load(std::sync::atomic::Ordering::Relaxed),
+            waits.slow.load(std::sync::atomic::Ordering::Relaxed),
+            waits.failed.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        budget_in_use: state
+            .body_budget
+            .capacity()
+            .saturating_sub(state.body_budget.available()),
+        budget_capacity: state.body_budget.capacity(),
+        cache: crate::sync::doc_cache::stats(),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&snapshot)))
+}

@@ -128,6 +128,25 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionFactory>;
 pub struct Database {
     pool: Pool,
     backend: Backend,
+    waits: std::sync::Arc<PoolWaits>,
+}
+
+/// How long requests waited for a pooled connection, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PoolWaits {
+    pub count: std::sync::atomic::AtomicU64,
+    pub micros: std::sync::atomic::AtomicU64,
+    /// Waits of 10 ms or more: the pool was the bottleneck.
+    pub slow: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+/// The pool's state: (connections open, idle, max size).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 impl std::fmt::Debug for Database {
@@ -168,7 +187,11 @@ impl Database {
             .connection_timeout(timeout)
             .test_on_check_out(false)
             .build(factory)?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            waits: std::sync::Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -177,10 +200,37 @@ impl Database {
 
     /// A connection for synchronous code (CLI commands, blocking tasks).
     pub fn get(&self) -> Result<PooledConnection, ApiError> {
-        self.pool.get().map_err(|e| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let got = self.pool.get();
+        let waited = started.elapsed();
+        self.waits.count.fetch_add(1, Relaxed);
+        self.waits.micros.fetch_add(
+            u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+        if waited >= Duration::from_millis(10) {
+            self.waits.slow.fetch_add(1, Relaxed);
+        }
+        got.map_err(|e| {
+            self.waits.failed.fetch_add(1, Relaxed);
             tracing::warn!(error = %e, "no database connection available");
             ApiError::DatabaseUnavailable
         })
+    }
+
+    /// Connection waits so far.
+    pub fn waits(&self) -> &PoolWaits {
+        &self.waits
+    }
+
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 
     /// Runs `f` with a connection on the blocking thread pool, off the async workers.

@@ -35,6 +35,17 @@ struct Cache {
     clock: u64,
 }
 
+/// Look-ups that found the document at the asked heads, and those that did not, for
+/// `/metrics`. Process-wide like the cache itself.
+static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// (hits, misses) since the process started.
+pub fn stats() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (HITS.load(Relaxed), MISSES.load(Relaxed))
+}
+
 fn cache() -> &'static Mutex<Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     CACHE.get_or_init(Mutex::default)
@@ -42,6 +53,13 @@ fn cache() -> &'static Mutex<Cache> {
 
 /// A copy of the document `doc_id` as it is at `heads` (the stored row's), if cached.
 pub fn get(doc_id: &str, heads: &str) -> Option<Automerge> {
+    let found = lookup(doc_id, heads);
+    let counter = if found.is_some() { &HITS } else { &MISSES };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    found
+}
+
+fn lookup(doc_id: &str, heads: &str) -> Option<Automerge> {
     let mut cache = cache().lock().ok()?;
     cache.clock += 1;
     let clock = cache.clock;

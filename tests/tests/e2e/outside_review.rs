@@ -672,3 +672,45 @@ fn fifty_slow_uploads_from_one_account_do_not_starve_other_users() {
 fn both_fifty_slow_uploads_from_one_account_do_not_starve_other_users() {
     fifty_slow_uploads_from_one_account_do_not_starve_other_users();
 }
+
+/// Issue 11: `/metrics` in the Prometheus format, behind its own token, never open to
+/// tablets; 404 when no token is configured.
+#[test]
+fn metrics_are_served_only_with_the_metrics_token() {
+    let Some(closed) = TestApp::spawn(coopsync_tests::Backend::Sqlite) else {
+        return;
+    };
+    assert_eq!(closed.get("/metrics", None).status, 404);
+    drop(closed);
+    let token = "metrics-token-0123456789abcdef";
+    let Some(app) = TestApp::spawn_with(coopsync_tests::Backend::Sqlite, |s| {
+        s.metrics_token = coopsync::config::Secret::new(token)
+    }) else {
+        return;
+    };
+    app.create_user("scraped", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(&app, "scraped");
+    t.create_cooperative("07", "Counted");
+    t.sync();
+    assert_eq!(app.get("/metrics", None).status, 401);
+    assert_eq!(app.get("/metrics", Some(&t.session.access)).status, 401);
+    let r = app.get("/metrics", Some(token));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = String::from_utf8(r.raw).unwrap();
+    for needle in [
+        "coopsync_http_requests_total{route=\"/api/v1/sync\",method=\"POST\",status=\"200\"}",
+        "coopsync_http_request_duration_seconds_bucket{route=\"/api/v1/sync\",le=\"+Inf\"}",
+        "coopsync_sync_changes_total{outcome=\"applied\"} 1",
+        "coopsync_db_pool_connections{state=\"max\"} 4",
+        "coopsync_body_budget_bytes{state=\"capacity\"} 67108864",
+        "coopsync_doc_cache_lookups_total{result=\"miss\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    // Paths never become labels: ids stay out of the metrics.
+    assert!(!text.contains(&t.session.user_id));
+}

@@ -59,6 +59,7 @@ pub async fn sync(
     // The parsed request is about as large as the body: it keeps the body's share of
     // the budget until the push is done, and the raw bytes go at once.
     let (bytes, reservation) = body.into_parts();
+    let bytes_in = bytes.len();
     let request: SyncRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the sync request is invalid: {e}"))
     })?;
@@ -69,5 +70,9 @@ pub async fn sync(
         .await?;
     drop(reservation);
     drop(slot);
-    Ok(HttpResponse::Ok().json(response))
+    let json = serde_json::to_vec(&response).map_err(ApiError::internal)?;
+    state.metrics.sync(&response.push, bytes_in, json.len());
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json))
 }
