@@ -49,15 +49,20 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
     };
     let bin = Path::new(env!("CARGO_BIN_EXE_coopsync-cli"));
     let dir = TempDir::new();
-    coopsync_tests::process::user_add(
-        bin,
-        &dir.path,
-        &db.url,
-        "mem.admin",
-        PASSWORD,
-        &["--role", "national_admin"],
-    )
-    .unwrap();
+    // Five accounts, two devices each, two uploads per device: one account has at most 4
+    // in flight (`uploads_per_account`), a device 2, and this test is about the body
+    // budget under 20 at once.
+    for i in 0..5 {
+        coopsync_tests::process::user_add(
+            bin,
+            &dir.path,
+            &db.url,
+            &format!("mem.admin{i}"),
+            PASSWORD,
+            &["--role", "national_admin"],
+        )
+        .unwrap();
+    }
     let (mut child, addr) = coopsync_tests::process::serve(bin, &dir.path, &db.url, "127.0.0.1:0")
         .expect("server starts");
     let agent = ureq::Agent::new_with_config(
@@ -66,17 +71,21 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
             .timeout_global(Some(Duration::from_secs(120)))
             .build(),
     );
-    let login: serde_json::Value = agent
-        .post(format!("{addr}/api/v1/auth/login"))
-        .send_json(
-            serde_json::json!({"username": "mem.admin", "password": PASSWORD,
-            "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "mem"}),
-        )
-        .unwrap()
-        .into_body()
-        .read_json()
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
+    // Two devices per account: a device has at most 2 uploads in flight.
+    let tokens: Vec<String> = (0..10)
+        .map(|i| {
+            let login: serde_json::Value = agent
+                .post(format!("{addr}/api/v1/auth/login"))
+                .send_json(serde_json::json!({"username": format!("mem.admin{}", i % 5),
+                    "password": PASSWORD,
+                    "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "mem"}))
+                .unwrap()
+                .into_body()
+                .read_json()
+                .unwrap();
+            login["access_token"].as_str().unwrap().to_string()
+        })
+        .collect();
     let idle = vm_hwm_mb(child.id());
     let settings = coopsync::config::Settings::default();
     let plain = max_size_push(settings.sync_body_limit);
@@ -84,8 +93,8 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
     let barrier = std::sync::Barrier::new(UPLOADS);
     let statuses: Vec<(u16, u16)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..UPLOADS)
-            .map(|_| {
-                let (agent, addr, token) = (agent.clone(), &addr, &token);
+            .map(|i| {
+                let (agent, addr, token) = (agent.clone(), &addr, &tokens[i % 10]);
                 let (plain, bomb, barrier) = (&plain, &bomb, &barrier);
                 s.spawn(move || {
                     let post = |body: &[u8], gzip: bool| {
