@@ -109,9 +109,15 @@ class Tablet {
       need_full_history = [];
       if (body.pull.resync) {
         // The server was restored from a backup and may lack changes it acknowledged:
-        // push every local change again (those it has come back as duplicates).
-        this.delivered.clear();
-        for (const entry of this.docs.values()) delete entry.synced;
+        // push every change this installation made again (those it has come back as
+        // duplicates). Other devices' changes are theirs to send.
+        for (const entry of this.docs.values()) {
+          delete entry.synced;
+          for (const c of A.getAllChanges(entry.doc)) {
+            const d = A.decodeChange(c);
+            if (d.actor === this.actor()) this.delivered.delete(d.hash);
+          }
+        }
       }
       for (const id of body.pull.removed ?? []) this.docs.delete(id);
       for (const group of body.pull.docs) {
