@@ -42,13 +42,13 @@ pub struct Origin {
 
 /// A decoded change waiting to be applied.
 #[derive(Clone)]
-struct Candidate {
+pub(crate) struct Candidate {
     /// Index in the request, or `None` for a change held from an earlier request.
-    index: Option<usize>,
-    hash: String,
-    bytes: Vec<u8>,
-    change: Change,
-    origin: Origin,
+    pub(crate) index: Option<usize>,
+    pub(crate) hash: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) change: Change,
+    pub(crate) origin: Origin,
 }
 
 /// State shared by all documents of one request.
@@ -146,14 +146,24 @@ pub fn ingest(
         results[i] = ingest_document(conn, principal, &groups[i], encoding, &mut batch)?;
     }
     super::quarantine::store(conn, principal, std::mem::take(&mut batch.quarantine))?;
-    if !batch.rows.is_empty() {
-        let first = store::allocate_seqs(conn, batch.rows.len() as i64)?;
+    batch.flush(conn)?;
+    Ok(results)
+}
+
+impl Batch {
+    /// Gives the request's applied changes their sequence numbers (in one block, under the
+    /// counter's row lock, so sequence order is commit order) and writes them to the log.
+    pub(crate) fn flush(&mut self, conn: &mut DbConnection) -> Result<(), ApiError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let first = store::allocate_seqs(conn, self.rows.len() as i64)?;
         let mut last_by_doc: HashMap<String, i64> = HashMap::new();
-        for (i, row) in batch.rows.iter_mut().enumerate() {
+        for (i, row) in self.rows.iter_mut().enumerate() {
             row.seq = first + i as i64;
             last_by_doc.insert(row.document_id.clone(), row.seq);
         }
-        store::insert_changes(conn, &batch.rows)?;
+        store::insert_changes(conn, &self.rows)?;
         for (doc_id, seq) in last_by_doc {
             use crate::db::schema::documents;
             use diesel::prelude::*;
@@ -161,8 +171,9 @@ pub fn ingest(
                 .set(documents::last_seq.eq(seq))
                 .execute(conn)?;
         }
+        self.rows.clear();
+        Ok(())
     }
-    Ok(results)
 }
 
 struct DocOutcome {
@@ -631,7 +642,10 @@ fn ingest_document(
                 conn,
                 &c.change.actor_id().to_hex_string(),
                 &mut owners,
-                principal,
+                Applier {
+                    device_id: &principal.device_id,
+                    user_id: &principal.user_id,
+                },
             )?;
         }
     }
@@ -671,21 +685,72 @@ fn ingest_document(
                 conn,
                 &c.change.actor_id().to_hex_string(),
                 &mut owners,
-                principal,
+                Applier {
+                    device_id: &principal.device_id,
+                    user_id: &principal.user_id,
+                },
             )?;
         }
     }
     store::insert_pending(conn, &new_pending)?;
 
     if !applied.is_empty() {
-        for c in &applied {
+        out.result.applied = applied.len() as u32;
+        store_applied(
+            conn,
+            Applier {
+                device_id: &principal.device_id,
+                user_id: &principal.user_id,
+            },
+            &doc_id,
+            doc_type,
+            row.as_ref(),
+            doc,
+            saved,
+            &applied,
+            scope,
+            &mut owners,
+            encoding,
+            batch,
+        )?;
+    }
+    finish(batch, out)
+}
+
+/// Who wrote changes being stored: the device and user recorded with each change (for a
+/// server change: the server's device name and the admin acting).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Applier<'a> {
+    pub device_id: &'a str,
+    pub user_id: &'a str,
+}
+
+/// The one write path's second half, for pushes and server changes alike: `applied`
+/// (verified on a copy, giving `doc` and its saved bytes) go to the change log (sequence
+/// numbers at `Batch::flush`), the document row and snapshot are saved, scope moves are
+/// recorded for the devices they concern, the projection and conflicts are brought up to
+/// date, the cache is refreshed, and members waiting for a cooperative that now has a
+/// province are released.
+#[allow(clippy::too_many_arguments, reason = "the parts of one commit, named")]
+pub(crate) fn store_applied(
+    conn: &mut DbConnection,
+    who: Applier<'_>,
+    doc_id: &str,
+    doc_type: DocType,
+    row: Option<&DocumentRow>,
+    doc: Automerge,
+    saved: Option<Vec<u8>>,
+    applied: &[Candidate],
+    scope: Option<(Option<String>, Option<String>)>,
+    owners: &mut HashMap<String, (String, String)>,
+    encoding: ChangeEncoding,
+    batch: &mut Batch,
+) -> Result<(), ApiError> {
+    let doc_id = doc_id.to_string();
+    {
+        for c in applied {
             if c.index.is_some() {
-                bind_actor_once(
-                    conn,
-                    &c.change.actor_id().to_hex_string(),
-                    &mut owners,
-                    principal,
-                )?;
+                bind_actor_once(conn, &c.change.actor_id().to_hex_string(), owners, who)?;
             }
             batch.seen.insert(c.hash.clone(), doc_id.clone());
             batch.origins.insert(c.hash.clone(), c.origin.clone());
@@ -702,7 +767,6 @@ fn ingest_document(
                 bytes: c.bytes.clone(),
             });
         }
-        out.result.applied = applied.len() as u32;
         let (province, cooperative) = match scope {
             Some(scope) => scope,
             None => projection::scope_of(conn, &doc_id, doc_type, &doc)?,
@@ -717,11 +781,11 @@ fn ingest_document(
             cooperative_id: cooperative,
             snapshot: saved.unwrap_or_else(|| doc.save()),
             heads: heads.join(","),
-            change_count: row.as_ref().map(|r| r.change_count).unwrap_or(0) + applied.len() as i64,
-            last_seq: row.as_ref().map(|r| r.last_seq).unwrap_or(0),
-            created_at: row.as_ref().map(|r| r.created_at).unwrap_or(at),
+            change_count: row.map(|r| r.change_count).unwrap_or(0) + applied.len() as i64,
+            last_seq: row.map(|r| r.last_seq).unwrap_or(0),
+            created_at: row.map(|r| r.created_at).unwrap_or(at),
             updated_at: at,
-            created_by_device: row.is_none().then(|| principal.device_id.clone()),
+            created_by_device: row.is_none().then(|| who.device_id.to_string()),
         };
         if row.is_none()
             && let Some(n) = batch.created.as_mut()
@@ -732,7 +796,7 @@ fn ingest_document(
         // Devices that already pulled past a document's changes would never get it when
         // it enters their scope later, nor learn that it left: both are recorded for them.
         let mut moves = Vec::new();
-        if let Some(old) = &row
+        if let Some(old) = row
             && (old.province_code != doc_row.province_code
                 || old.cooperative_id != doc_row.cooperative_id)
         {
@@ -755,7 +819,7 @@ fn ingest_document(
             }
         }
         record_moves(conn, &moves)?;
-        let dependents = match &row {
+        let dependents = match row {
             None => true,
             Some(old) => {
                 doc_type == DocType::Cooperative && old.province_code != doc_row.province_code
@@ -779,7 +843,7 @@ fn ingest_document(
             release_waiting_members(conn, &doc_id, encoding, batch)?;
         }
     }
-    finish(batch, out)
+    Ok(())
 }
 
 /// Members held because this cooperative had not arrived: each is now pushed again as
@@ -882,15 +946,15 @@ fn bind_actor_once(
     conn: &mut DbConnection,
     actor: &str,
     owners: &mut HashMap<String, (String, String)>,
-    principal: &Principal,
+    who: Applier<'_>,
 ) -> Result<(), ApiError> {
     if owners.contains_key(actor) {
         return Ok(());
     }
-    store::bind_actor(conn, actor, &principal.device_id, &principal.user_id)?;
+    store::bind_actor(conn, actor, who.device_id, who.user_id)?;
     owners.insert(
         actor.to_string(),
-        (principal.device_id.clone(), principal.user_id.clone()),
+        (who.device_id.to_string(), who.user_id.to_string()),
     );
     Ok(())
 }
@@ -1099,7 +1163,10 @@ fn apply_verified(base: &Automerge, ready: Vec<Candidate>) -> Applied {
     }
 }
 
-fn try_apply(base: &Automerge, changes: Vec<Change>) -> Result<(Automerge, Vec<u8>), String> {
+pub(crate) fn try_apply(
+    base: &Automerge,
+    changes: Vec<Change>,
+) -> Result<(Automerge, Vec<u8>), String> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut doc = base.clone();
         doc.apply_changes(changes).map_err(|e| e.to_string())?;

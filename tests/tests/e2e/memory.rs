@@ -76,9 +76,11 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
         .map(|i| {
             let login: serde_json::Value = agent
                 .post(format!("{addr}/api/v1/auth/login"))
-                .send_json(serde_json::json!({"username": format!("mem.admin{}", i % 5),
+                .send_json(
+                    serde_json::json!({"username": format!("mem.admin{}", i % 5),
                     "password": PASSWORD,
-                    "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "mem"}))
+                    "device_id": uuid::Uuid::new_v4().to_string(), "device_name": "mem"}),
+                )
                 .unwrap()
                 .into_body()
                 .read_json()
