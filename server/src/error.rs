@@ -243,6 +243,25 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+/// A server change that could not be made: the record is gone (404), the edit changed
+/// nothing (409 `no_change`), or something the caller cannot fix (500, logged).
+impl From<crate::records::CommitError> for ApiError {
+    fn from(e: crate::records::CommitError) -> Self {
+        use crate::records::CommitError;
+        match e {
+            CommitError::NotFound => Self::NotFound("record"),
+            CommitError::Unchanged => Self::Conflict {
+                code: "no_change",
+                message: "the record already holds this value".into(),
+            },
+            CommitError::Store(e) => e,
+            CommitError::Database(e) => e.into(),
+            CommitError::Edit(e) => Self::internal(format!("server change not written: {e}")),
+            CommitError::Verify(e) => Self::internal(format!("server change does not verify: {e}")),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         Self::Internal(format!("blocking task failed: {e}"))

@@ -15,6 +15,8 @@ pub mod domain;
 pub mod error;
 pub mod export;
 pub mod metrics;
+pub mod records;
+pub mod review;
 pub mod startup;
 pub mod sync;
 pub mod telemetry;

@@ -31,6 +31,9 @@ pub struct AppState {
     pub body_budget: crate::body::BodyBudget,
     pub uploads: crate::body::UploadSlots,
     pub metrics: crate::metrics::Metrics,
+    /// This process's own Automerge actor for server changes (`records::commit`): random
+    /// at start, so two server processes never share one.
+    pub server_actor: automerge::ActorId,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,7 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, Startup
         body_budget,
         uploads,
         metrics: crate::metrics::Metrics::default(),
+        server_actor: automerge::ActorId::random(),
     })
 }
 

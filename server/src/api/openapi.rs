@@ -140,6 +140,9 @@ impl Modify for CommonErrors {
         v1::devices::revoke_device,
         v1::provinces::list_provinces,
         v1::audit::list_audit,
+        v1::conflicts::list_conflicts,
+        v1::conflicts::get_conflict,
+        v1::conflicts::resolve_conflict,
         v1::exports::export_dataset,
         v1::sync::sync,
     ),
@@ -151,6 +154,7 @@ impl Modify for CommonErrors {
         (name = "devices", description = "Registered tablets"),
         (name = "reference", description = "Reference data"),
         (name = "audit", description = "Audit log"),
+        (name = "review", description = "Review queues: conflicts; each decision is audited and, where data changes, a server change that tablets pull"),
         (name = "exports", description = "CSV exports of the projected tables"),
         (name = "sync", description = "Push and pull Automerge changes"),
     )

@@ -65,6 +65,10 @@ diesel::table! {
         status -> Text,
         detected_at -> Timestamp,
         updated_at -> Timestamp,
+        resolved_by -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamp>,
+        resolution -> Nullable<Text>,
+        resolution_change -> Nullable<Text>,
     }
 }
 

@@ -101,9 +101,10 @@ impl Shapes {
         let decoded = catch_unwind(AssertUnwindSafe(|| change.decode()))
             .map_err(|_| ChangeError::Malformed("the operations could not be decoded".into()))?;
         let mut made: HashMap<OpKey, (ObjType, usize)> = HashMap::new();
-        // The latest operation of this change on each field, so that a second write of the
-        // same field must supersede it (a correct client's transaction always does).
-        let mut last_write: HashMap<(Option<OpKey>, FieldKey), OpKey> = HashMap::new();
+        // The latest value this change wrote to each field (`None` after a delete), so
+        // that a later operation on the same field must supersede it, as a correct
+        // client's transaction always does: one change leaves at most one value per field.
+        let mut last_write: HashMap<(Option<OpKey>, FieldKey), Option<OpKey>> = HashMap::new();
         for (i, op) in decoded.operations.iter().enumerate() {
             let id: OpKey = (
                 change.start_op().get() + i as u64,
@@ -170,7 +171,8 @@ impl Shapes {
                     legacy::ObjectId::Root => None,
                     legacy::ObjectId::Id(o) => Some(op_key(o)),
                 };
-                if let Some(previous) = last_write.insert((obj, field), id.clone())
+                let written = (!matches!(op.action, legacy::OpType::Delete)).then(|| id.clone());
+                if let Some(Some(previous)) = last_write.insert((obj, field), written)
                     && !op.pred.iter().any(|p| op_key(p) == previous)
                 {
                     return Err(unsupported(
@@ -228,6 +230,21 @@ mod tests {
             Shapes::default().check(&base, &change),
             Err(ChangeError::TooDeep(MAX_DEPTH))
         );
+    }
+
+    #[test]
+    fn delete_then_put_of_one_field_in_one_change_is_accepted() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "village", "a").unwrap();
+        doc.commit();
+        let first = doc.get_changes(&[])[0].clone();
+        let mut base = Automerge::new();
+        base.apply_changes(vec![first]).unwrap();
+        doc.delete(ROOT, "village").unwrap();
+        doc.put(ROOT, "village", "b").unwrap();
+        doc.put(ROOT, "village", "c").unwrap();
+        let second = last_change(&mut doc);
+        assert!(Shapes::default().check(&base, &second).is_ok());
     }
 
     #[test]

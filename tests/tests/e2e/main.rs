@@ -25,6 +25,7 @@ mod memory;
 mod openapi;
 mod outside_review;
 mod replay;
+mod review;
 mod schema;
 mod slowlink;
 mod sync;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod conflicts;
 pub mod devices;
 pub mod exports;
 pub mod provinces;
@@ -28,6 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(devices::revoke_device)
             .service(provinces::list_provinces)
             .service(audit::list_audit)
+            .service(conflicts::list_conflicts)
+            .service(conflicts::get_conflict)
+            .service(conflicts::resolve_conflict)
             .service(exports::export_dataset)
             .service(sync::sync),
     );

@@ -1,0 +1,235 @@
+//! Review queues (issue 13): an admin resolves a conflict two tablets made, the decision is
+//! a server change every tablet pulls, and nothing is lost or hidden afterwards.
+
+use coopsync_tests::{TestApp, dual_backend_tests, tablet::Tablet};
+use serde_json::json;
+use sync_protocol::documents::Cooperative;
+
+fn village(t: &Tablet, coop: &str) -> Option<String> {
+    Cooperative::read(t.client.doc(coop).unwrap()).0.village
+}
+
+fn a_conflict_resolved_by_an_admin_reaches_every_tablet(app: &TestApp) {
+    use coopsync::db::schema::{audit_log, changes, cooperatives};
+    use diesel::prelude::*;
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("p12", "provincial_admin", &["12"], &[]);
+    for u in ["tab.a", "tab.b", "tab.c"] {
+        app.create_user(u, "enumerator", &["07"], &[]);
+    }
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Disputed");
+    nat.sync();
+    let (mut a, mut b, mut c) = (
+        Tablet::new(app, "tab.a"),
+        Tablet::new(app, "tab.b"),
+        Tablet::new(app, "tab.c"),
+    );
+    for t in [&mut a, &mut b, &mut c] {
+        t.sync();
+    }
+    a.set(&coop, "village", "Kampong Trach");
+    b.set(&coop, "village", "Prey Khmeng");
+    a.sync();
+    b.sync();
+    // Tablet c takes both values, then goes offline for the resolution.
+    c.sync();
+
+    let p07 = app.login("p07");
+    let list = app.get("/api/v1/conflicts", Some(&p07.access));
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.body["conflicts"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{}", list.body);
+    let conflict = &items[0];
+    assert_eq!(conflict["document_id"], coop.as_str());
+    assert_eq!(conflict["field"], "village");
+    assert_eq!(conflict["status"], "open");
+    let values: Vec<&str> = conflict["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values.len(), 2);
+    assert!(values.contains(&"Kampong Trach") && values.contains(&"Prey Khmeng"));
+    for cand in conflict["candidates"].as_array().unwrap() {
+        assert!(
+            cand["user_id"].is_string() && cand["received_at"].is_string(),
+            "{cand}"
+        );
+        assert!(
+            cand["device_id"].is_null(),
+            "device ids only for national admins"
+        );
+    }
+    let id = conflict["id"].as_i64().unwrap();
+
+    // Another province's admin does not see it, by list or by id.
+    let p12 = app.login("p12");
+    let other = app.get("/api/v1/conflicts", Some(&p12.access));
+    assert_eq!(other.body["conflicts"], json!([]));
+    assert_eq!(
+        app.get(&format!("/api/v1/conflicts/{id}"), Some(&p12.access))
+            .status,
+        404
+    );
+    let r = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&p12.access),
+        &json!({"choice": 0}),
+    );
+    assert_eq!(r.status, 404);
+
+    // Resolved with the second tablet's value.
+    let choice = values.iter().position(|v| *v == "Prey Khmeng").unwrap();
+    let r = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&p07.access),
+        &json!({ "choice": choice }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "resolved");
+    assert_eq!(r.body["resolution"]["value"], "Prey Khmeng");
+    assert_eq!(r.body["resolution"]["resolved_by"], p07.user_id.as_str());
+    let hash = r.body["resolution"]["change_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Twice is a clear 409.
+    let again = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&p07.access),
+        &json!({ "choice": choice }),
+    );
+    assert_eq!((again.status, again.code()), (409, "conflict_not_open"));
+
+    // Both tablets pull the server's change and show the chosen value.
+    a.sync();
+    b.sync();
+    assert_eq!(village(&a, &coop).as_deref(), Some("Prey Khmeng"));
+    assert_eq!(village(&b, &coop).as_deref(), Some("Prey Khmeng"));
+    assert_eq!(a.heads(&coop), b.heads(&coop));
+    let open = app.get("/api/v1/conflicts", Some(&p07.access));
+    assert_eq!(open.body["conflicts"], json!([]));
+    let resolved = app.get("/api/v1/conflicts?status=resolved", Some(&p07.access));
+    assert_eq!(resolved.body["conflicts"][0]["id"], id);
+    let mut conn = app.db.connect();
+    let (device, user): (String, String) = changes::table
+        .filter(changes::hash.eq(&hash))
+        .select((changes::device_id, changes::user_id))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(
+        (device.as_str(), user.as_str()),
+        ("server", p07.user_id.as_str())
+    );
+    // The export and a rebuild agree with the tablets.
+    let csv = app.get("/api/v1/exports/cooperatives", Some(&p07.access));
+    assert!(String::from_utf8_lossy(&csv.raw).contains("Prey Khmeng"));
+    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    let projected: Option<String> = cooperatives::table
+        .find(&coop)
+        .select(cooperatives::village)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(projected.as_deref(), Some("Prey Khmeng"));
+    let after_rebuild = app.get("/api/v1/conflicts?status=resolved", Some(&p07.access));
+    assert_eq!(
+        after_rebuild.body["conflicts"][0]["id"], id,
+        "the decision survives a rebuild"
+    );
+    assert_eq!(
+        app.get("/api/v1/conflicts", Some(&p07.access)).body["conflicts"],
+        json!([])
+    );
+
+    // Tablet c edited offline without the resolution: a new conflict opens, nothing is
+    // silently won or lost.
+    c.set(&coop, "village", "Kampot town");
+    c.sync();
+    let reopened = app.get("/api/v1/conflicts", Some(&p07.access));
+    let items = reopened.body["conflicts"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", reopened.body);
+    assert_ne!(items[0]["id"], id);
+    let values: Vec<&str> = items[0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        values.contains(&"Kampot town") && values.contains(&"Prey Khmeng"),
+        "{values:?}"
+    );
+
+    let audits: i64 = audit_log::table
+        .filter(audit_log::action.eq("conflict.resolve"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(
+        audits, 1,
+        "one audit row per resolution (refused attempts write none)"
+    );
+}
+
+fn a_typed_resolution_is_validated_like_a_tablets_value(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    app.create_user("tab.x", "enumerator", &["07"], &[]);
+    let mut nat = Tablet::new(app, "nat");
+    let coop = nat.create_cooperative("07", "Typed");
+    nat.sync();
+    let mut x = Tablet::new(app, "tab.x");
+    x.sync();
+    nat.set(&coop, "status", "registered");
+    x.set(&coop, "status", "dissolved");
+    nat.sync();
+    x.sync();
+    let admin = app.login("nat");
+    let list = app.get("/api/v1/conflicts", Some(&admin.access));
+    let id = list.body["conflicts"][0]["id"].as_i64().unwrap();
+    // National admins see the devices.
+    assert!(list.body["conflicts"][0]["candidates"][0]["device_id"].is_string());
+    let bad = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&admin.access),
+        &json!({"value": "not-a-status"}),
+    );
+    assert_eq!(
+        (bad.status, bad.code()),
+        (422, "validation_failed"),
+        "{}",
+        bad.body
+    );
+    let neither = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!(neither.status, 422);
+    let still = app.get(&format!("/api/v1/conflicts/{id}"), Some(&admin.access));
+    assert_eq!(
+        still.body["status"], "open",
+        "a refused resolution changes nothing"
+    );
+    let ok = app.post(
+        &format!("/api/v1/conflicts/{id}/resolve"),
+        Some(&admin.access),
+        &json!({"value": "inactive"}),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    x.sync();
+    assert_eq!(
+        Cooperative::read(x.client.doc(&coop).unwrap())
+            .0
+            .status
+            .as_deref(),
+        Some("inactive")
+    );
+}
+
+dual_backend_tests!(
+    a_conflict_resolved_by_an_admin_reaches_every_tablet,
+    a_typed_resolution_is_validated_like_a_tablets_value,
+);
