@@ -131,6 +131,15 @@ fn target(view: &UserView) -> Target<'_> {
     }
 }
 
+/// Whether `actor` manages the account `user_id` (the one rule of `Actor::can_manage`).
+pub fn manages(conn: &mut DbConnection, actor: &Actor, user_id: &str) -> Result<bool, ApiError> {
+    let Some(user) = User::find(conn, user_id)? else {
+        return Ok(false);
+    };
+    let view = load_view(conn, user)?;
+    Ok(actor.can_manage(&target(&view)))
+}
+
 /// Loads a user the actor may see (themselves or someone they manage); others are
 /// reported as not found, so scope does not leak which accounts exist.
 fn visible_user(conn: &mut DbConnection, actor: &Actor, id: &str) -> Result<UserView, ApiError> {

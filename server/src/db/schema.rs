@@ -190,6 +190,10 @@ diesel::table! {
         bytes -> Nullable<Bytea>,
         original_size -> Nullable<Int8>,
         bytes_sha256 -> Nullable<Text>,
+        status -> Text,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        decision_note -> Nullable<Text>,
     }
 }
 

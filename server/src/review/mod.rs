@@ -4,3 +4,4 @@
 //! data changes, a server change through `records::commit`.
 
 pub mod conflicts;
+pub mod quarantine;

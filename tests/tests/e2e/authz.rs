@@ -287,6 +287,26 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             status,
         ));
     }
+    for (caller, list, item) in [("nat", 200, 404), ("prov07", 200, 404), ("enum07", 403, 403)] {
+        cases.push(case("GET", "/api/v1/quarantine".into(), Value::Null, caller, list));
+        for path in ["/api/v1/quarantine/999999", "/api/v1/quarantine/999999/bytes"] {
+            cases.push(case("GET", path.into(), Value::Null, caller, item));
+        }
+        cases.push(case(
+            "POST",
+            "/api/v1/quarantine/999999/release".into(),
+            json!({}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            "/api/v1/quarantine/999999/dismiss".into(),
+            json!({"reason": "test"}),
+            caller,
+            item,
+        ));
+    }
     // Every operation of the OpenAPI document is in the matrix.
     let doc = app.get("/api/v1/openapi.json", None).body;
     let matches = |template: &str, path: &str| {

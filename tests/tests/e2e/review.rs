@@ -229,7 +229,125 @@ fn a_typed_resolution_is_validated_like_a_tablets_value(app: &TestApp) {
     );
 }
 
+fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(app: &TestApp) {
+    use base64::Engine as _;
+    use coopsync::db::schema::{audit_log, cooperatives, pending_changes, quarantine};
+    use diesel::prelude::*;
+    app.create_user("nat", "national_admin", &[], &[]);
+    let enumerator = app.create_user("growing", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "growing");
+    // A cooperative in 12, outside the enumerator's scope, and an edit made on top of it.
+    let coop = t.create_cooperative("12", "Not yet mine");
+    t.sync();
+    t.set(&coop, "village", "Edited after");
+    t.sync();
+    let mut conn = app.db.connect();
+    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(held, 1, "the edit waits behind the quarantined change");
+    // A damaged change too, to dismiss.
+    let (status, _) = t.transport.post(&sync_protocol::messages::SyncRequest {
+        protocol_version: sync_protocol::PROTOCOL_VERSION,
+        push: vec![sync_protocol::messages::DocChanges {
+            doc_id: uuid::Uuid::new_v4().to_string(),
+            doc_type: "member".into(),
+            changes: vec![base64::engine::general_purpose::STANDARD.encode(b"not a change at all")],
+        }],
+        ..Default::default()
+    });
+    assert_eq!(status, 200);
+
+    let admin = app.login("nat");
+    let list = app.get("/api/v1/quarantine", Some(&admin.access));
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{}", list.body);
+    let scope = items.iter().find(|i| i["code"] == "out_of_scope").unwrap();
+    let junk = items.iter().find(|i| i["code"] != "out_of_scope").unwrap();
+    assert_eq!(scope["document_id"], coop.as_str());
+    assert_eq!(scope["header"]["seq"], 1);
+    assert!(scope["header"]["operations"].as_u64().unwrap() > 0);
+    let (sid, jid) = (scope["id"].as_i64().unwrap(), junk["id"].as_i64().unwrap());
+    let raw = app.get(&format!("/api/v1/quarantine/{sid}/bytes"), Some(&admin.access));
+    assert_eq!(raw.status, 200);
+    assert_eq!(&raw.raw[..4], &[0x85, 0x6f, 0x4a, 0x83]);
+
+    // Still out of scope: the answer says why, and nothing changes.
+    let r = app.post(
+        &format!("/api/v1/quarantine/{sid}/release"),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["fields"][0]["code"], "still_refused");
+    assert!(r.body["error"]["fields"][0]["message"].as_str().unwrap().contains("out_of_scope"));
+    let rows: i64 = quarantine::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 2, "a failed release adds no row");
+
+    // The enumerator is given province 12: the release passes, and the held edit with it.
+    let r = app.send(
+        "PUT",
+        &format!("/api/v1/users/{enumerator}/assignments"),
+        Some(&admin.access),
+        &json!({"provinces": ["07", "12"]}),
+    );
+    assert_eq!(r.status, 200);
+    let r = app.post(
+        &format!("/api/v1/quarantine/{sid}/release"),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "released");
+    assert_eq!(r.body["decided_by"], admin.user_id.as_str());
+    let village: Option<String> = cooperatives::table
+        .find(&coop)
+        .select(cooperatives::village)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(village.as_deref(), Some("Edited after"), "the held edit applied with it");
+    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(held, 0);
+    let again = app.post(
+        &format!("/api/v1/quarantine/{sid}/release"),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!((again.status, again.code()), (409, "quarantine_decided"));
+
+    // The damaged one is dismissed with a reason; it stays.
+    let empty = app.post(
+        &format!("/api/v1/quarantine/{jid}/dismiss"),
+        Some(&admin.access),
+        &json!({"reason": " "}),
+    );
+    assert_eq!(empty.status, 422);
+    let r = app.post(
+        &format!("/api/v1/quarantine/{jid}/dismiss"),
+        Some(&admin.access),
+        &json!({"reason": "test bytes from a broken build of the app"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "dismissed");
+    assert_eq!(
+        app.get("/api/v1/quarantine", Some(&admin.access)).body["items"],
+        json!([])
+    );
+    let all = app.get("/api/v1/quarantine?status=all", Some(&admin.access));
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2, "nothing is deleted");
+    for (action, n) in [("quarantine.release", 1), ("quarantine.dismiss", 1)] {
+        let count: i64 = audit_log::table
+            .filter(audit_log::action.eq(action))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(count, n, "{action}");
+    }
+    // The tablet, now in 12's scope, keeps syncing normally.
+    t.sync();
+}
+
 dual_backend_tests!(
+    quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason,
     a_conflict_resolved_by_an_admin_reaches_every_tablet,
     a_typed_resolution_is_validated_like_a_tablets_value,
 );

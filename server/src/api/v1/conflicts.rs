@@ -13,12 +13,6 @@ use crate::{
     startup::AppState,
 };
 
-/// Read after authentication (a path extractor would answer 400 before the token is
-/// checked); an id that is not a number names no conflict.
-fn conflict_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("conflict"))
-}
-
 /// Conflicts the caller may see (admins: provincial admins their provinces), newest
 /// first, open ones unless `status` says otherwise.
 #[utoipa::path(get, path = "/api/v1/conflicts", tag = "review", params(ConflictQuery),
@@ -54,7 +48,7 @@ pub async fn get_conflict(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = conflict_id(&id)?;
+    let id = super::numeric_id(&id, "conflict")?;
     let item = state
         .db
         .run(move |conn| conflicts::get(conn, &principal, id))
@@ -81,7 +75,7 @@ pub async fn resolve_conflict(
     body: ApiJson<ResolveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.parse()?;
-    let id = conflict_id(&id)?;
+    let id = super::numeric_id(&id, "conflict")?;
     let app = state.clone();
     let item = state
         .db

@@ -7,6 +7,7 @@ pub mod conflicts;
 pub mod devices;
 pub mod exports;
 pub mod provinces;
+pub mod quarantine;
 pub mod sync;
 pub mod users;
 
@@ -32,9 +33,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(conflicts::list_conflicts)
             .service(conflicts::get_conflict)
             .service(conflicts::resolve_conflict)
+            .service(quarantine::list_quarantine)
+            .service(quarantine::get_quarantined_bytes)
+            .service(quarantine::get_quarantined)
+            .service(quarantine::release_quarantined)
+            .service(quarantine::dismiss_quarantined)
             .service(exports::export_dataset)
             .service(sync::sync),
     );
+}
+
+/// A numeric id from the path, read after authentication (a path extractor would answer
+/// 400 before the token is checked); one that is not a number names nothing.
+pub fn numeric_id(raw: &str, what: &'static str) -> Result<i64, crate::error::ApiError> {
+    raw.parse()
+        .map_err(|_| crate::error::ApiError::NotFound(what))
 }
 
 /// Page size bounds shared by list endpoints.
