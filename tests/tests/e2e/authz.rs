@@ -287,9 +287,22 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             status,
         ));
     }
-    for (caller, list, item) in [("nat", 200, 404), ("prov07", 200, 404), ("enum07", 403, 403)] {
-        cases.push(case("GET", "/api/v1/quarantine".into(), Value::Null, caller, list));
-        for path in ["/api/v1/quarantine/999999", "/api/v1/quarantine/999999/bytes"] {
+    for (caller, list, item) in [
+        ("nat", 200, 404),
+        ("prov07", 200, 404),
+        ("enum07", 403, 403),
+    ] {
+        cases.push(case(
+            "GET",
+            "/api/v1/quarantine".into(),
+            Value::Null,
+            caller,
+            list,
+        ));
+        for path in [
+            "/api/v1/quarantine/999999",
+            "/api/v1/quarantine/999999/bytes",
+        ] {
             cases.push(case("GET", path.into(), Value::Null, caller, item));
         }
         cases.push(case(
@@ -305,6 +318,15 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             json!({"reason": "test"}),
             caller,
             item,
+        ));
+    }
+    for (caller, status) in [("nat", 404), ("prov07", 404), ("enum07", 403)] {
+        cases.push(case(
+            "PATCH",
+            format!("/api/v1/records/{}", uuid::Uuid::new_v4()),
+            json!({"fields": {"village": "X"}}),
+            caller,
+            status,
         ));
     }
     // Every operation of the OpenAPI document is in the matrix.

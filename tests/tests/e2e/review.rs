@@ -242,7 +242,10 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
     t.set(&coop, "village", "Edited after");
     t.sync();
     let mut conn = app.db.connect();
-    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(held, 1, "the edit waits behind the quarantined change");
     // A damaged change too, to dismiss.
     let (status, _) = t.transport.post(&sync_protocol::messages::SyncRequest {
@@ -267,7 +270,10 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
     assert_eq!(scope["header"]["seq"], 1);
     assert!(scope["header"]["operations"].as_u64().unwrap() > 0);
     let (sid, jid) = (scope["id"].as_i64().unwrap(), junk["id"].as_i64().unwrap());
-    let raw = app.get(&format!("/api/v1/quarantine/{sid}/bytes"), Some(&admin.access));
+    let raw = app.get(
+        &format!("/api/v1/quarantine/{sid}/bytes"),
+        Some(&admin.access),
+    );
     assert_eq!(raw.status, 200);
     assert_eq!(&raw.raw[..4], &[0x85, 0x6f, 0x4a, 0x83]);
 
@@ -279,7 +285,12 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
     );
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.body["error"]["fields"][0]["code"], "still_refused");
-    assert!(r.body["error"]["fields"][0]["message"].as_str().unwrap().contains("out_of_scope"));
+    assert!(
+        r.body["error"]["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out_of_scope")
+    );
     let rows: i64 = quarantine::table.count().get_result(&mut conn).unwrap();
     assert_eq!(rows, 2, "a failed release adds no row");
 
@@ -304,8 +315,15 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
         .select(cooperatives::village)
         .first(&mut conn)
         .unwrap();
-    assert_eq!(village.as_deref(), Some("Edited after"), "the held edit applied with it");
-    let held: i64 = pending_changes::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(
+        village.as_deref(),
+        Some("Edited after"),
+        "the held edit applied with it"
+    );
+    let held: i64 = pending_changes::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(held, 0);
     let again = app.post(
         &format!("/api/v1/quarantine/{sid}/release"),
@@ -333,7 +351,11 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
         json!([])
     );
     let all = app.get("/api/v1/quarantine?status=all", Some(&admin.access));
-    assert_eq!(all.body["items"].as_array().unwrap().len(), 2, "nothing is deleted");
+    assert_eq!(
+        all.body["items"].as_array().unwrap().len(),
+        2,
+        "nothing is deleted"
+    );
     for (action, n) in [("quarantine.release", 1), ("quarantine.dismiss", 1)] {
         let count: i64 = audit_log::table
             .filter(audit_log::action.eq(action))
@@ -346,7 +368,80 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
     t.sync();
 }
 
+fn an_admin_correction_reaches_the_tablets_and_is_validated(app: &TestApp) {
+    use coopsync::db::schema::audit_log;
+    use diesel::prelude::*;
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("p12", "provincial_admin", &["12"], &[]);
+    app.create_user("tab.e", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "tab.e");
+    let coop = t.create_cooperative("07", "Typo coop");
+    let session = t.create_session("07", &coop);
+    t.record_attendance(&session, "p1", None, 6.0);
+    t.sync();
+    let admin = app.login("p07");
+    let path = format!("/api/v1/records/{coop}");
+    let r = app.send(
+        "PATCH",
+        &path,
+        Some(&admin.access),
+        &json!({"fields": {"village": "Prey Khmeng", "name_latin": "Fixed coop"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["change_hash"].is_string());
+    let r = app.send(
+        "PATCH",
+        &format!("/api/v1/records/{session}"),
+        Some(&admin.access),
+        &json!({"fields": {"attendance.p1.hours": 4.5, "attendance.p1.status": "partial"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    t.sync();
+    let c = Cooperative::read(t.client.doc(&coop).unwrap()).0;
+    assert_eq!(
+        (c.village.as_deref(), c.name_latin.as_deref()),
+        (Some("Prey Khmeng"), Some("Fixed coop"))
+    );
+    let (s, _) = sync_protocol::documents::TrainingSession::read(t.client.doc(&session).unwrap());
+    assert_eq!(s.attendance["p1"].hours, Some(4.5));
+    // Refused: a field that is not one, a value breaking its rule, another province's
+    // record, a move out of the admin's provinces.
+    for (body, status) in [
+        (json!({"fields": {"type": "member"}}), 422),
+        (json!({"fields": {"status": "not-a-status"}}), 422),
+        (json!({"fields": {"province_code": "12"}}), 403),
+        (json!({"fields": {}}), 422),
+    ] {
+        let r = app.send("PATCH", &path, Some(&admin.access), &body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    let other = app.login("p12");
+    assert_eq!(
+        app.send(
+            "PATCH",
+            &path,
+            Some(&other.access),
+            &json!({"fields": {"village": "X"}})
+        )
+        .status,
+        404
+    );
+    let c = Cooperative::read(t.client.doc(&coop).unwrap()).0;
+    assert_eq!(c.province_code.as_deref(), Some("07"));
+    let audits: Vec<String> = audit_log::table
+        .filter(audit_log::action.eq("record.edit"))
+        .select(audit_log::details)
+        .load(&mut app.db.connect())
+        .unwrap();
+    assert_eq!(audits.len(), 2, "one row per edit, none for refused ones");
+    assert!(
+        !audits.iter().any(|d| d.contains("Prey Khmeng")),
+        "no values in the audit"
+    );
+}
+
 dual_backend_tests!(
+    an_admin_correction_reaches_the_tablets_and_is_validated,
     quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason,
     a_conflict_resolved_by_an_admin_reaches_every_tablet,
     a_typed_resolution_is_validated_like_a_tablets_value,

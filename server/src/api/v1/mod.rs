@@ -8,6 +8,7 @@ pub mod devices;
 pub mod exports;
 pub mod provinces;
 pub mod quarantine;
+pub mod records;
 pub mod sync;
 pub mod users;
 
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(quarantine::get_quarantined)
             .service(quarantine::release_quarantined)
             .service(quarantine::dismiss_quarantined)
+            .service(records::edit_record)
             .service(exports::export_dataset)
             .service(sync::sync),
     );

@@ -1,0 +1,43 @@
+//! `/api/v1/records/{id}`: an admin's correction of a record.
+
+use actix_web::{HttpResponse, patch, web};
+
+use crate::{
+    auth::Principal,
+    body::ApiJson,
+    db::write_transaction,
+    error::{ApiError, ErrorBody},
+    records::edit::{self, EditRequest, EditResponse},
+    startup::AppState,
+};
+
+/// Sets fields of a record in the caller's scope (admins), validated like a tablet's
+/// values, as one server change that every tablet pulls.
+#[utoipa::path(patch, path = "/api/v1/records/{id}", tag = "review",
+    params(("id" = String, Path, description = "Document id")),
+    request_body = EditRequest, security(("bearer" = [])),
+    responses((status = 200, body = EditResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "not an admin, or the edit would move the record out of your provinces"),
+              (status = 404, body = ErrorBody, description = "no such record, or outside your scope"),
+              (status = 409, body = ErrorBody, description = "`no_change`"),
+              (status = 422, body = ErrorBody, description = "`validation_failed`: a field an admin cannot set (`not_allowed`), a value of no accepted kind, an attendance entry that does not exist, or a value that breaks its field's rule")))]
+#[patch("/records/{id}")]
+pub async fn edit_record(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: ApiJson<EditRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.parse()?;
+    let id = id.into_inner();
+    let app = state.clone();
+    let done = state
+        .db
+        .run(move |conn| {
+            write_transaction(conn, |conn| {
+                edit::edit(conn, &app.server_actor, &principal, &id, &req)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
