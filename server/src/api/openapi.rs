@@ -149,6 +149,7 @@ impl Modify for CommonErrors {
         v1::quarantine::release_quarantined,
         v1::quarantine::dismiss_quarantined,
         v1::records::edit_record,
+        v1::records::record_history,
         v1::exports::export_dataset,
         v1::sync::sync,
     ),

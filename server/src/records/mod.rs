@@ -32,6 +32,7 @@ use crate::{
 };
 
 pub mod edit;
+pub mod history;
 
 /// The device name server changes are recorded under.
 pub const SERVER_DEVICE: &str = "server";

@@ -322,6 +322,13 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
     }
     for (caller, status) in [("nat", 404), ("prov07", 404), ("enum07", 403)] {
         cases.push(case(
+            "GET",
+            format!("/api/v1/records/{}/history", uuid::Uuid::new_v4()),
+            Value::Null,
+            caller,
+            status,
+        ));
+        cases.push(case(
             "PATCH",
             format!("/api/v1/records/{}", uuid::Uuid::new_v4()),
             json!({"fields": {"village": "X"}}),

@@ -440,7 +440,105 @@ fn an_admin_correction_reaches_the_tablets_and_is_validated(app: &TestApp) {
     );
 }
 
+fn a_records_history_reads_in_words_for_three_devices_and_an_admin(app: &TestApp) {
+    app.create_user("nat", "national_admin", &[], &[]);
+    for u in ["dev.one", "dev.two", "dev.three"] {
+        app.create_user(u, "enumerator", &["07"], &[]);
+    }
+    let mut one = Tablet::new(app, "dev.one");
+    let coop = one.create_cooperative("07", "History coop");
+    one.set(&coop, "village", "Kampong Trach");
+    one.sync();
+    let mut two = Tablet::new(app, "dev.two");
+    two.sync();
+    two.set(&coop, "village", "Prey Khmeng");
+    two.sync();
+    let mut three = Tablet::new(app, "dev.three");
+    three.sync();
+    // A plain JS-style text edit is read whole, too.
+    three
+        .client
+        .edit(&coop, |tx| {
+            use automerge::transaction::Transactable;
+            let text = tx.put_object(automerge::ROOT, "district", automerge::ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, "Kampot")
+        })
+        .unwrap();
+    three.sync();
+    let admin = app.login("nat");
+    let r = app.send(
+        "PATCH",
+        &format!("/api/v1/records/{coop}"),
+        Some(&admin.access),
+        &json!({"fields": {"village": "Chhuk"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = app.get(
+        &format!("/api/v1/records/{coop}/history"),
+        Some(&admin.access),
+    );
+    assert_eq!(h.status, 200, "{}", h.body);
+    let entries = h.body["entries"].as_array().unwrap();
+    let said: Vec<String> = entries
+        .iter()
+        .flat_map(|e| {
+            let who = e["author"].as_str().unwrap().to_string();
+            e["fields"].as_array().unwrap().iter().map(move |f| {
+                format!(
+                    "{who} {}: {} -> {}",
+                    f["field"].as_str().unwrap(),
+                    f["old"],
+                    f["new"]
+                )
+            })
+        })
+        .collect();
+    // Newest first.
+    assert_eq!(
+        said[0], "server village: \"Prey Khmeng\" -> \"Chhuk\"",
+        "{said:#?}"
+    );
+    assert!(
+        said.contains(&"device district: null -> \"Kampot\"".to_string()),
+        "{said:#?}"
+    );
+    assert!(
+        said.contains(&"device village: \"Kampong Trach\" -> \"Prey Khmeng\"".to_string()),
+        "{said:#?}"
+    );
+    assert!(
+        said.contains(&"device village: null -> \"Kampong Trach\"".to_string()),
+        "{said:#?}"
+    );
+    assert_eq!(entries[0]["user_id"], admin.user_id.as_str());
+    let users: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 4, "three devices' users and the admin");
+    assert!(
+        entries.iter().skip(1).all(|e| e["device_id"].is_string()),
+        "national admins see devices"
+    );
+    // Paging.
+    let page = app.get(
+        &format!("/api/v1/records/{coop}/history?limit=2"),
+        Some(&admin.access),
+    );
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let rest = app.get(
+        &format!("/api/v1/records/{coop}/history?limit=50&cursor={cursor}"),
+        Some(&admin.access),
+    );
+    assert_eq!(
+        page.body["entries"].as_array().unwrap().len()
+            + rest.body["entries"].as_array().unwrap().len(),
+        entries.len()
+    );
+}
+
 dual_backend_tests!(
+    a_records_history_reads_in_words_for_three_devices_and_an_admin,
     an_admin_correction_reaches_the_tablets_and_is_validated,
     quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason,
     a_conflict_resolved_by_an_admin_reaches_every_tablet,

@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(quarantine::release_quarantined)
             .service(quarantine::dismiss_quarantined)
             .service(records::edit_record)
+            .service(records::record_history)
             .service(exports::export_dataset)
             .service(sync::sync),
     );

@@ -1,13 +1,16 @@
-//! `/api/v1/records/{id}`: an admin's correction of a record.
+//! `/api/v1/records/{id}`: an admin's correction of a record, and its history.
 
-use actix_web::{HttpResponse, patch, web};
+use actix_web::{HttpResponse, get, patch, web};
 
 use crate::{
     auth::Principal,
     body::ApiJson,
     db::write_transaction,
     error::{ApiError, ErrorBody},
-    records::edit::{self, EditRequest, EditResponse},
+    records::{
+        edit::{self, EditRequest, EditResponse},
+        history::{self, HistoryQuery, HistoryResponse},
+    },
     startup::AppState,
 };
 
@@ -40,4 +43,30 @@ pub async fn edit_record(
         })
         .await?;
     Ok(HttpResponse::Ok().json(done))
+}
+
+/// Every change of a record, newest first: when the server received it, who wrote it
+/// (a device's user, or an admin through a server change) and each field before and
+/// after.
+#[utoipa::path(get, path = "/api/v1/records/{id}/history", tag = "review",
+    params(("id" = String, Path, description = "Document id"), HistoryQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = HistoryResponse),
+              (status = 400, body = ErrorBody, description = "`invalid_cursor`"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such record, or outside your scope")))]
+#[get("/records/{id}/history")]
+pub async fn record_history(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let query = query.into_inner();
+    let found = state
+        .db
+        .run(move |conn| history::history(conn, &principal, &id, &query))
+        .await?;
+    Ok(HttpResponse::Ok().json(found))
 }
