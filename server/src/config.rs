@@ -88,6 +88,9 @@ pub struct Settings {
     /// the budget for nothing). 2G/EDGE links manage several KB/s.
     pub body_min_rate_bytes_per_sec: usize,
     pub body_min_rate_grace_secs: u64,
+    /// Changes held for missing dependencies longer than this are shown as stale in the
+    /// waiting-changes queue (never dropped).
+    pub pending_stale_days: u64,
     pub workers: Option<usize>,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -124,6 +127,7 @@ impl Default for Settings {
             uploads_per_device: 2,
             body_min_rate_bytes_per_sec: 256,
             body_min_rate_grace_secs: 15,
+            pending_stale_days: 7,
             workers: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
@@ -236,6 +240,7 @@ impl Settings {
                         num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
                 "BODY_MIN_RATE_GRACE_SECS" => self.body_min_rate_grace_secs = num(&value)?,
+                "PENDING_STALE_DAYS" => self.pending_stale_days = num(&value)?,
                 "METRICS_TOKEN" => self.metrics_token = Secret::new(value),
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?

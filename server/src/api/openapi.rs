@@ -148,6 +148,7 @@ impl Modify for CommonErrors {
         v1::quarantine::get_quarantined_bytes,
         v1::quarantine::release_quarantined,
         v1::quarantine::dismiss_quarantined,
+        v1::quarantine::list_pending,
         v1::records::edit_record,
         v1::records::record_history,
         v1::exports::export_dataset,

@@ -4,4 +4,5 @@
 //! data changes, a server change through `records::commit`.
 
 pub mod conflicts;
+pub mod pending;
 pub mod quarantine;

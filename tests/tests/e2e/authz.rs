@@ -299,6 +299,13 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             caller,
             list,
         ));
+        cases.push(case(
+            "GET",
+            "/api/v1/pending".into(),
+            Value::Null,
+            caller,
+            list,
+        ));
         for path in [
             "/api/v1/quarantine/999999",
             "/api/v1/quarantine/999999/bytes",

@@ -277,6 +277,19 @@ fn quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason(a
     assert_eq!(raw.status, 200);
     assert_eq!(&raw.raw[..4], &[0x85, 0x6f, 0x4a, 0x83]);
 
+    // The waiting-changes queue shows the held edit and that it waits on the quarantined
+    // change.
+    let waiting = app.get("/api/v1/pending", Some(&admin.access));
+    assert_eq!(waiting.status, 200, "{}", waiting.body);
+    let device = &waiting.body["devices"][0];
+    assert_eq!(device["held"], 1, "{}", waiting.body);
+    assert_eq!(device["stale"], false);
+    assert_eq!(device["documents"][0]["document_id"], coop.as_str());
+    assert_eq!(
+        device["documents"][0]["quarantined"][0], scope["hash"],
+        "{}",
+        waiting.body
+    );
     // Still out of scope: the answer says why, and nothing changes.
     let r = app.post(
         &format!("/api/v1/quarantine/{sid}/release"),

@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(quarantine::get_quarantined)
             .service(quarantine::release_quarantined)
             .service(quarantine::dismiss_quarantined)
+            .service(quarantine::list_pending)
             .service(records::edit_record)
             .service(records::record_history)
             .service(exports::export_dataset)

@@ -1,4 +1,5 @@
-//! `/api/v1/quarantine`: refused changes (list, one item, its bytes, release, dismiss).
+//! `/api/v1/quarantine`: refused changes (list, one item, its bytes, release, dismiss);
+//! `/api/v1/pending`: changes held for missing dependencies.
 
 use actix_web::{HttpResponse, get, post, web};
 
@@ -7,8 +8,11 @@ use crate::{
     body::ApiJson,
     db::write_transaction,
     error::{ApiError, ErrorBody},
-    review::quarantine::{
-        self, DismissRequest, QuarantineListResponse, QuarantineQuery, QuarantineResponse,
+    review::{
+        pending::{self, PendingResponse},
+        quarantine::{
+            self, DismissRequest, QuarantineListResponse, QuarantineQuery, QuarantineResponse,
+        },
     },
     startup::AppState,
 };
@@ -132,4 +136,24 @@ pub async fn dismiss_quarantined(
         })
         .await?;
     Ok(HttpResponse::Ok().json(item))
+}
+
+/// Changes held for dependencies the server lacks, per device of the accounts the caller
+/// manages (national admins: all): how many, since when, what they wait for, and which of
+/// those are quarantined.
+#[utoipa::path(get, path = "/api/v1/pending", tag = "review",
+    security(("bearer" = [])),
+    responses((status = 200, body = PendingResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+#[get("/pending")]
+pub async fn list_pending(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let days = state.settings.pending_stale_days;
+    let list = state
+        .db
+        .run(move |conn| pending::list(conn, &principal, days))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
 }
