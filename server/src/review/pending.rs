@@ -51,6 +51,9 @@ pub struct PendingResponse {
     pub cap_per_device: i64,
 }
 
+/// Per document: changes held, hashes they miss, the cooperative a member waits for.
+type Held = (usize, BTreeSet<String>, Option<String>);
+
 /// The waiting changes of the devices the admin may see: national admins all, provincial
 /// admins those of accounts they manage.
 pub fn list(
@@ -87,8 +90,7 @@ pub fn list(
         }
         let oldest = held.iter().map(|h| h.2).min().unwrap_or_else(now);
         let newest = held.iter().map(|h| h.2).max().unwrap_or_else(now);
-        let mut docs: BTreeMap<(String, String), (usize, BTreeSet<String>, Option<String>)> =
-            BTreeMap::new();
+        let mut docs: BTreeMap<(String, String), Held> = BTreeMap::new();
         for (doc, doc_type, _, missing) in &held {
             let entry = docs.entry((doc.clone(), doc_type.clone())).or_default();
             entry.0 += 1;
