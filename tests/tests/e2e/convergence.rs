@@ -316,3 +316,117 @@ fn two_server_processes_on_one_postgresql_lose_nothing() {
         "hash and seq are unique columns, so the count is exact"
     );
 }
+
+/// Server changes from two server processes on one PostgreSQL writing the same document
+/// at once: each process has its own actor, the document lock serialises the commits,
+/// and each actor's sequence numbers on the document run 1, 2, 3 … without a gap or a
+/// repeat; a tablet then converges on the result.
+#[test]
+fn two_server_processes_write_one_document_with_correct_sequence_numbers() {
+    let Some(db) = coopsync_tests::TestDb::create(coopsync_tests::Backend::Postgres) else {
+        return;
+    };
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_coopsync-cli"));
+    let dir = coopsync_tests::TempDir::new();
+    for (user, role) in [("two.nat", "national_admin"), ("two.tab", "enumerator")] {
+        let mut args = vec!["--role", role];
+        if role == "enumerator" {
+            args.extend(["--province", "07"]);
+        }
+        coopsync_tests::process::user_add(
+            bin,
+            &dir.path,
+            &db.url,
+            user,
+            coopsync_tests::PASSWORD,
+            &args,
+        )
+        .unwrap();
+    }
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = || {
+        let (child, addr) =
+            coopsync_tests::process::serve(bin, &dir.path, &db.url, "127.0.0.1:0").unwrap();
+        (Server(child), addr)
+    };
+    let (_a, addr_a) = start();
+    let (_b, addr_b) = start();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut tablet = Tablet::login(&agent, &addr_a, "two.tab", coopsync_tests::PASSWORD).unwrap();
+    let coop = tablet.create_cooperative("07", "Written twice");
+    tablet.sync();
+    let admin = Tablet::login(&agent, &addr_a, "two.nat", coopsync_tests::PASSWORD).unwrap();
+    let token = admin.session.access.clone();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (agent, coop, token) = (agent.clone(), &coop, &token);
+                let addr = if i % 2 == 0 { &addr_a } else { &addr_b };
+                s.spawn(move || {
+                    (0..5)
+                        .map(|j| {
+                            agent
+                                .patch(format!("{addr}/api/v1/records/{coop}"))
+                                .header("authorization", format!("Bearer {token}"))
+                                .send_json(
+                                    serde_json::json!({"fields": {"village": format!("v{i}-{j}")}}),
+                                )
+                                .unwrap()
+                                .status()
+                                .as_u16()
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    use coopsync::db::schema::changes;
+    use diesel::prelude::*;
+    let mut conn = db.connect();
+    let rows: Vec<(String, i64)> = changes::table
+        .filter(changes::document_id.eq(&coop))
+        .filter(changes::device_id.eq("server"))
+        .order(changes::seq)
+        .select((changes::actor, changes::actor_seq))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(rows.len(), 40);
+    let mut by_actor: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (actor, seq) in rows {
+        by_actor.entry(actor).or_default().push(seq);
+    }
+    assert_eq!(by_actor.len(), 2, "one actor per server process");
+    for (actor, seqs) in &by_actor {
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(seqs, &expected, "actor {actor}");
+    }
+    // A tablet converges on what the server holds.
+    let mut via_b =
+        coopsync_tests::tablet::HttpTransport::to(agent.clone(), &addr_b, &tablet.session.access);
+    tablet.client.sync(&mut via_b).unwrap();
+    let village = sync_protocol::documents::Cooperative::read(tablet.client.doc(&coop).unwrap())
+        .0
+        .village;
+    let (projected,): (Option<String>,) = coopsync::db::schema::cooperatives::table
+        .find(&coop)
+        .select((coopsync::db::schema::cooperatives::village,))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(village, projected);
+    assert!(village.is_some_and(|v| v.starts_with('v')));
+}
