@@ -1,6 +1,7 @@
 //! Property test: random edits on several tablets, delivered in random order with random
-//! duplicate re-sends, always converge — every tablet and the server end with the same
-//! heads — and the incrementally maintained projection equals a rebuild from the log.
+//! duplicate re-sends, interleaved with an admin's resolutions and corrections (server
+//! changes), always converge — every tablet and the server end with the same heads — and
+//! the incrementally maintained projection equals a rebuild from the log.
 //! Also: many tablets writing one document at once lose nothing.
 
 use base64::Engine as _;
@@ -31,6 +32,14 @@ enum Step {
     Resend {
         tablet: usize,
     },
+    /// An admin resolves the session's oldest open conflict with one of its values.
+    AdminResolve {
+        choice: u8,
+    },
+    /// An admin corrects a field of the session (a server change).
+    AdminEdit {
+        value: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -43,6 +52,8 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         (0..3usize).prop_map(|tablet| Step::Sync { tablet }),
         (0..3usize).prop_map(|tablet| Step::Resend { tablet }),
+        (0..2u8).prop_map(|choice| Step::AdminResolve { choice }),
+        (0..4u8).prop_map(|value| Step::AdminEdit { value }),
     ]
 }
 
@@ -79,6 +90,8 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
     for name in ["tab0", "tab1", "tab2"] {
         app.create_user(name, "enumerator", &["07"], &[]);
     }
+    app.create_user("prop.admin", "provincial_admin", &["07"], &[]);
+    let admin = app.login("prop.admin");
     let tablets = std::cell::RefCell::new(vec![
         Tablet::new(app, "tab0"),
         Tablet::new(app, "tab1"),
@@ -122,6 +135,39 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
                         ts[*tablet].sync();
                     }
                     Step::Resend { tablet } => resend_all(&mut ts[*tablet], &session),
+                    Step::AdminResolve { choice } => {
+                        let open = app.get(
+                            &format!("/api/v1/conflicts?document_id={session}"),
+                            Some(&admin.access),
+                        );
+                        if let Some(c) = open.body["conflicts"].as_array().and_then(|c| c.last()) {
+                            let n = c["candidates"].as_array().map_or(1, Vec::len);
+                            let r = app.post(
+                                &format!("/api/v1/conflicts/{}/resolve", c["id"]),
+                                Some(&admin.access),
+                                &serde_json::json!({"choice": (*choice as usize) % n}),
+                            );
+                            prop_assert!(
+                                r.status == 200 || r.code() == "unsupported_conflict",
+                                "{}",
+                                r.body
+                            );
+                        }
+                    }
+                    Step::AdminEdit { value } => {
+                        let r = app.send(
+                            "PATCH",
+                            &format!("/api/v1/records/{session}"),
+                            Some(&admin.access),
+                            &serde_json::json!({"fields": {"location": format!("A{value}")}}),
+                        );
+                        // The same value again changes nothing: 409 `no_change`.
+                        prop_assert!(
+                            r.status == 200 || r.code() == "no_change",
+                            "{}",
+                            r.body
+                        );
+                    }
                 }
             }
             for _ in 0..2 {
@@ -145,10 +191,26 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
             Ok(())
         })
         .unwrap();
+    let open_conflicts = || {
+        use coopsync::db::schema::conflicts;
+        use diesel::prelude::*;
+        conflicts::table
+            .filter(conflicts::status.eq_any(["open", "resolved"]))
+            .order((conflicts::document_id, conflicts::field, conflicts::status))
+            .select((conflicts::document_id, conflicts::field, conflicts::status))
+            .load::<(String, String, String)>(&mut app.db.connect())
+            .unwrap()
+    };
     let before = crate::sync::snapshot_projection(app);
+    let conflicts_before = open_conflicts();
     let mut conn = app.db.connect();
     coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert_eq!(crate::sync::snapshot_projection(app), before);
+    assert_eq!(
+        open_conflicts(),
+        conflicts_before,
+        "open and resolved conflicts survive a rebuild"
+    );
 }
 
 /// Sixteen tablets write attendance into one session document at the same moment, over
