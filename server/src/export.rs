@@ -266,6 +266,10 @@ pub fn read(
                 message: String,
                 id: i64,
                 detected_at: NaiveDateTime,
+                status: String,
+                accepted_by: Option<String>,
+                note: Option<String>,
+                fixed_by_change: Option<String>,
             ])
         }
     };

@@ -282,6 +282,13 @@ diesel::table! {
         field -> Text,
         message -> Text,
         detected_at -> Timestamp,
+        status -> Text,
+        accepted_by -> Nullable<Text>,
+        accepted_at -> Nullable<Timestamp>,
+        accepted_value -> Nullable<Text>,
+        note -> Nullable<Text>,
+        fixed_at -> Nullable<Timestamp>,
+        fixed_by_change -> Nullable<Text>,
     }
 }
 

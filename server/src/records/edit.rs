@@ -109,6 +109,18 @@ pub fn edit(
     doc_id: &str,
     req: &EditRequest,
 ) -> Result<EditResponse, ApiError> {
+    edit_as(conn, actor, principal, doc_id, req, "record.edit")
+}
+
+/// [`edit`], audited as `action` (a flag's correction is one action: `flag.correct`).
+pub fn edit_as(
+    conn: &mut DbConnection,
+    actor: &automerge::ActorId,
+    principal: &Principal,
+    doc_id: &str,
+    req: &EditRequest,
+    action: &str,
+) -> Result<EditResponse, ApiError> {
     use diesel::prelude::*;
     principal.require_admin()?;
     let doc_id = doc_id.to_ascii_lowercase();
@@ -203,7 +215,7 @@ pub fn edit(
     AuditEvent {
         actor_user_id: Some(&principal.user_id),
         device_id: Some(&principal.device_id),
-        action: "record.edit",
+        action,
         target_type: Some(doc_type.as_str()),
         target_id: Some(&doc_id),
         outcome: "success",

@@ -4,5 +4,6 @@
 //! data changes, a server change through `records::commit`.
 
 pub mod conflicts;
+pub mod flags;
 pub mod pending;
 pub mod quarantine;

@@ -832,9 +832,15 @@ pub(crate) fn store_applied(
         } else {
             changed::changed(doc_type, &doc, applied.iter().map(|c| &c.change))
         };
+        // The change a fixed flag is closed by: the last one applied here.
+        let by = applied.last().map(|c| c.hash.as_str());
         match &changed {
-            Changed::Entries(entries) => projection::project_entries(conn, &doc_id, &doc, entries)?,
-            Changed::Everything => projection::project(conn, &doc_id, doc_type, &doc, dependents)?,
+            Changed::Entries(entries) => {
+                projection::project_entries(conn, &doc_id, &doc, entries, by)?
+            }
+            Changed::Everything => {
+                projection::project(conn, &doc_id, doc_type, &doc, dependents, by)?
+            }
         }
         conflicts::record(conn, &doc_id, &doc, &batch.origins, &changed)?;
         let placed = doc_type == DocType::Cooperative && doc_row.province_code.is_some();

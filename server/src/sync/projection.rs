@@ -5,9 +5,9 @@
 //! records are refreshed when those records change, so the incremental result equals a
 //! rebuild from the change log in any arrival order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use automerge::Automerge;
+use automerge::{Automerge, ReadDoc};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sync_protocol::documents::{
@@ -143,6 +143,7 @@ pub fn project(
     doc_type: DocType,
     doc: &Automerge,
     dependents: bool,
+    by: Option<&str>,
 ) -> Result<(), ApiError> {
     let at = now();
     let findings = match doc_type {
@@ -228,12 +229,10 @@ pub fn project(
             findings
         }
     };
-    diesel::delete(validation_flags::table.filter(validation_flags::document_id.eq(doc_id)))
-        .execute(conn)?;
-    insert_flags(conn, doc_id, &findings)?;
-    refresh_cross_flags(conn, doc_id, doc_type)?;
+    reconcile_flags(conn, doc_id, FlagScope::Own, &findings, Some(doc), by)?;
+    refresh_cross_flags(conn, doc_id, doc_type, by)?;
     if dependents {
-        refresh_dependents(conn, doc_id, doc_type)?;
+        refresh_dependents(conn, doc_id, doc_type, by)?;
     }
     Ok(())
 }
@@ -246,6 +245,7 @@ pub fn project_entries(
     doc_id: &str,
     doc: &Automerge,
     entries: &BTreeSet<String>,
+    by: Option<&str>,
 ) -> Result<(), ApiError> {
     let (header, _) = TrainingSession::read_header(doc);
     let mut read = Vec::with_capacity(entries.len());
@@ -257,19 +257,6 @@ pub fn project_entries(
         }
         findings.extend(without_double_findings(f));
         read.push((pid.as_str(), entry));
-        // Its flags, its own and cross-record ones, are all under `attendance.<pid>`.
-        let field = format!("attendance.{pid}");
-        let below = format!("{}.%", escape_like(&field));
-        diesel::delete(
-            validation_flags::table
-                .filter(validation_flags::document_id.eq(doc_id))
-                .filter(
-                    validation_flags::field
-                        .eq(&field)
-                        .or(validation_flags::field.like(&below).escape('\\')),
-                ),
-        )
-        .execute(conn)?;
     }
     let pids: Vec<&str> = read.iter().map(|(pid, _)| *pid).collect();
     diesel::delete(
@@ -295,24 +282,19 @@ pub fn project_entries(
         }
     }
     store::insert_chunked!(conn, attendance::table, rows);
-    insert_flags(conn, doc_id, &findings)?;
+    // Its flags, its own and cross-record ones, are all under `attendance.<pid>`.
+    reconcile_flags(
+        conn,
+        doc_id,
+        FlagScope::Entries(entries),
+        &findings,
+        Some(doc),
+        by,
+    )?;
     diesel::update(training_sessions::table.find(doc_id))
         .set(training_sessions::updated_at.eq(now()))
         .execute(conn)?;
     Ok(())
-}
-
-/// `s` as a literal inside a LIKE pattern with `\` as the escape character (participant
-/// ids come from tablets and may hold `%` or `_`).
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn unknown_participant(pid: &str) -> Finding {
@@ -323,24 +305,148 @@ fn unknown_participant(pid: &str) -> Finding {
     )
 }
 
-fn insert_flags(
+/// Which of a document's stored flags one projection step recomputes.
+enum FlagScope<'a> {
+    /// The record's own flags (every code but the cross-record ones).
+    Own,
+    /// Everything at or below `attendance.<pid>` for these entries.
+    Entries(&'a BTreeSet<String>),
+    /// The cross-record flags.
+    Cross,
+}
+
+impl FlagScope<'_> {
+    fn covers(&self, code: &str, field: &str) -> bool {
+        match self {
+            FlagScope::Own => !CROSS_CODES.contains(&code),
+            FlagScope::Cross => CROSS_CODES.contains(&code),
+            FlagScope::Entries(pids) => field.strip_prefix("attendance.").is_some_and(|rest| {
+                pids.iter().any(|p| {
+                    rest.strip_prefix(p.as_str())
+                        .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+                })
+            }),
+        }
+    }
+}
+
+/// A field's current value as text, to tell whether an accepted flag's value changed.
+pub fn field_value(doc: &Automerge, field: &str) -> Option<String> {
+    let (obj, key) = match field.split_once('.') {
+        None => (automerge::ROOT, field.to_string()),
+        Some(("attendance", rest)) => {
+            let (pid, key) = rest.rsplit_once('.')?;
+            let att = match doc.get(automerge::ROOT, "attendance").ok()?? {
+                (automerge::Value::Object(automerge::ObjType::Map), id) => id,
+                _ => return None,
+            };
+            match doc.get(&att, pid).ok()?? {
+                (automerge::Value::Object(automerge::ObjType::Map), id) => (id, key.to_string()),
+                _ => return None,
+            }
+        }
+        Some(_) => return None,
+    };
+    match doc.get(&obj, key.as_str()).ok()?? {
+        (automerge::Value::Object(automerge::ObjType::Text), id) => doc.text(&id).ok(),
+        (automerge::Value::Scalar(v), _) => Some(match v.as_ref() {
+            automerge::ScalarValue::Str(s) => s.to_string(),
+            automerge::ScalarValue::F64(f) => f.to_string(),
+            automerge::ScalarValue::Int(i) => i.to_string(),
+            automerge::ScalarValue::Uint(u) => u.to_string(),
+            automerge::ScalarValue::Boolean(b) => b.to_string(),
+            automerge::ScalarValue::Timestamp(t) => t.to_string(),
+            automerge::ScalarValue::Null => "null".to_string(),
+            other => other.to_string(),
+        }),
+        (automerge::Value::Object(t), _) => Some(format!("<{t}>")),
+    }
+}
+
+/// Brings the stored flags in `scope` in line with `findings`, keeping each flag's
+/// identity (document, code, field): a flag still found stays (an accepted one stays
+/// accepted while its value is the one accepted, else it opens again); a flag no longer
+/// found is closed as `fixed`, naming the change `by` when known; a new one is inserted.
+/// Nothing is deleted, so decisions attached to flags survive projections and rebuilds.
+fn reconcile_flags(
     conn: &mut DbConnection,
     doc_id: &str,
+    scope: FlagScope<'_>,
     findings: &[Finding],
+    doc: Option<&Automerge>,
+    by: Option<&str>,
 ) -> Result<(), ApiError> {
     let at = now();
-    let unique: BTreeSet<(&str, &str, &str)> = findings
-        .iter()
-        .map(|f| (f.code.as_str(), f.field.as_str(), f.message.as_str()))
-        .collect();
-    for (code, field, message) in unique {
+    let mut wanted: BTreeMap<(String, String), String> = BTreeMap::new();
+    for f in findings {
+        wanted
+            .entry((f.code.clone(), f.field.clone()))
+            .or_insert_with(|| f.message.clone());
+    }
+    type Stored = (i64, String, String, String, String, Option<String>);
+    let stored: Vec<Stored> = validation_flags::table
+        .filter(validation_flags::document_id.eq(doc_id))
+        .select((
+            validation_flags::id,
+            validation_flags::code,
+            validation_flags::field,
+            validation_flags::message,
+            validation_flags::status,
+            validation_flags::accepted_value,
+        ))
+        .order(validation_flags::id)
+        .load(conn)?;
+    for (id, code, field, message, status, accepted_value) in stored {
+        if !scope.covers(&code, &field) {
+            continue;
+        }
+        let flag = validation_flags::table.find(id);
+        match wanted.remove(&(code.clone(), field.clone())) {
+            Some(new_message) => {
+                let value_changed = match (doc, &accepted_value) {
+                    (Some(doc), Some(v)) => field_value(doc, &field).as_deref() != Some(v.as_str()),
+                    _ => false,
+                };
+                if status == "fixed" || (status == "accepted" && value_changed) {
+                    diesel::update(flag)
+                        .set((
+                            validation_flags::status.eq("open"),
+                            validation_flags::message.eq(&new_message),
+                            validation_flags::detected_at.eq(at),
+                            validation_flags::accepted_by.eq(None::<String>),
+                            validation_flags::accepted_at.eq(None::<NaiveDateTime>),
+                            validation_flags::accepted_value.eq(None::<String>),
+                            validation_flags::fixed_at.eq(None::<NaiveDateTime>),
+                            validation_flags::fixed_by_change.eq(None::<String>),
+                        ))
+                        .execute(conn)?;
+                } else if message != new_message {
+                    diesel::update(flag)
+                        .set(validation_flags::message.eq(&new_message))
+                        .execute(conn)?;
+                }
+            }
+            None if status != "fixed" => {
+                diesel::update(flag)
+                    .set((
+                        validation_flags::status.eq("fixed"),
+                        validation_flags::fixed_at.eq(at),
+                        validation_flags::fixed_by_change.eq(by),
+                    ))
+                    .execute(conn)?;
+            }
+            None => {}
+        }
+    }
+    for ((code, field), message) in wanted {
         diesel::insert_into(validation_flags::table)
             .values((
                 validation_flags::document_id.eq(doc_id),
-                validation_flags::code.eq(code),
-                validation_flags::field.eq(field),
-                validation_flags::message.eq(message),
+                validation_flags::code.eq(&code),
+                validation_flags::field.eq(&field),
+                validation_flags::message.eq(&message),
                 validation_flags::detected_at.eq(at),
+                validation_flags::status.eq("open"),
             ))
             .execute(conn)?;
     }
@@ -352,13 +458,8 @@ pub fn refresh_cross_flags(
     conn: &mut DbConnection,
     doc_id: &str,
     doc_type: DocType,
+    by: Option<&str>,
 ) -> Result<(), ApiError> {
-    diesel::delete(
-        validation_flags::table
-            .filter(validation_flags::document_id.eq(doc_id))
-            .filter(validation_flags::code.eq_any(CROSS_CODES)),
-    )
-    .execute(conn)?;
     let mut findings = Vec::new();
     let coop_province =
         |conn: &mut DbConnection, id: &str| -> QueryResult<Option<Option<String>>> {
@@ -428,7 +529,7 @@ pub fn refresh_cross_flags(
             }
         }
     }
-    insert_flags(conn, doc_id, &findings)
+    reconcile_flags(conn, doc_id, FlagScope::Cross, &findings, None, by)
 }
 
 /// Refreshes the cross-record flags of records that point at `doc_id`.
@@ -436,6 +537,7 @@ fn refresh_dependents(
     conn: &mut DbConnection,
     doc_id: &str,
     doc_type: DocType,
+    by: Option<&str>,
 ) -> Result<(), ApiError> {
     match doc_type {
         DocType::Cooperative => {
@@ -444,14 +546,14 @@ fn refresh_dependents(
                 .select(members::id)
                 .load(conn)?;
             for id in member_ids {
-                refresh_cross_flags(conn, &id, DocType::Member)?;
+                refresh_cross_flags(conn, &id, DocType::Member, by)?;
             }
             let session_ids: Vec<String> = training_sessions::table
                 .filter(training_sessions::cooperative_id.eq(doc_id))
                 .select(training_sessions::id)
                 .load(conn)?;
             for id in session_ids {
-                refresh_cross_flags(conn, &id, DocType::TrainingSession)?;
+                refresh_cross_flags(conn, &id, DocType::TrainingSession, by)?;
             }
         }
         DocType::Member => {
@@ -461,7 +563,7 @@ fn refresh_dependents(
                 .distinct()
                 .load(conn)?;
             for id in sessions {
-                refresh_cross_flags(conn, &id, DocType::TrainingSession)?;
+                refresh_cross_flags(conn, &id, DocType::TrainingSession, by)?;
             }
         }
         DocType::TrainingSession => {}
@@ -516,7 +618,8 @@ pub fn rebuild(
         ..RebuildReport::default()
     };
     crate::db::write_transaction(conn, |conn| {
-        diesel::delete(validation_flags::table).execute(conn)?;
+        // Flags are reconciled, not deleted: decisions attached to them (accepted) and
+        // their history (fixed) survive a rebuild.
         diesel::delete(attendance::table).execute(conn)?;
         diesel::delete(training_sessions::table).execute(conn)?;
         diesel::delete(members::table).execute(conn)?;
@@ -542,7 +645,7 @@ pub fn rebuild(
                     }
                 }
             };
-            project(conn, id, *doc_type, &doc, true)?;
+            project(conn, id, *doc_type, &doc, true, None)?;
             super::conflicts::record(
                 conn,
                 id,

@@ -306,6 +306,34 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             caller,
             list,
         ));
+        cases.push(case(
+            "GET",
+            "/api/v1/flags".into(),
+            Value::Null,
+            caller,
+            list,
+        ));
+        cases.push(case(
+            "GET",
+            "/api/v1/flags/999999".into(),
+            Value::Null,
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            "/api/v1/flags/999999/accept".into(),
+            json!({"note": "ok"}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            "/api/v1/flags/999999/correct".into(),
+            json!({"value": "x"}),
+            caller,
+            item,
+        ));
         for path in [
             "/api/v1/quarantine/999999",
             "/api/v1/quarantine/999999/bytes",

@@ -162,11 +162,7 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
                             &serde_json::json!({"fields": {"location": format!("A{value}")}}),
                         );
                         // The same value again changes nothing: 409 `no_change`.
-                        prop_assert!(
-                            r.status == 200 || r.code() == "no_change",
-                            "{}",
-                            r.body
-                        );
+                        prop_assert!(r.status == 200 || r.code() == "no_change", "{}", r.body);
                     }
                 }
             }

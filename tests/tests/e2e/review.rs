@@ -550,7 +550,96 @@ fn a_records_history_reads_in_words_for_three_devices_and_an_admin(app: &TestApp
     );
 }
 
+fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp) {
+    use coopsync::db::schema::audit_log;
+    use diesel::prelude::*;
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("tab.f", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "tab.f");
+    let coop = t.create_cooperative("07", "Flagged");
+    t.set(&coop, "status", "bogus");
+    let session = t.create_session("07", &coop);
+    t.record_attendance(&session, "p1", None, 8.0);
+    t.record_attendance(&session, "p2", None, 9.0);
+    t.sync();
+    let admin = app.login("p07");
+    let flags = |status: &str| {
+        app.get(&format!("/api/v1/flags?status={status}"), Some(&admin.access))
+            .body["flags"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let find = |list: &[serde_json::Value], field: &str| {
+        list.iter().find(|f| f["field"] == field).cloned()
+    };
+    let open = flags("open");
+    let p1 = find(&open, "attendance.p1.hours").expect("p1 flagged");
+    let p2 = find(&open, "attendance.p2.hours").expect("p2 flagged");
+    let status = find(&open, "status").expect("status flagged");
+    assert_eq!(p1["code"], "hours_exceed_planned");
+
+    // Accept p1's 8 hours: the training ran long.
+    let r = app.post(
+        &format!("/api/v1/flags/{}/accept", p1["id"]),
+        Some(&admin.access),
+        &json!({"note": "the training ran two hours long"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "accepted");
+    assert_eq!(r.body["accepted_value"], "8");
+    let mut conn = app.db.connect();
+    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    let accepted = flags("accepted");
+    assert_eq!(accepted.len(), 1, "accepted stays accepted across a rebuild");
+    assert_eq!(accepted[0]["id"], p1["id"], "the same flag, by identity");
+
+    // Correct the cooperative's status: a server change the tablet pulls; the flag closes
+    // naming it.
+    let r = app.post(
+        &format!("/api/v1/flags/{}/correct", status["id"]),
+        Some(&admin.access),
+        &json!({"value": "active"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "fixed");
+    assert!(r.body["fixed_by_change"].is_string());
+    t.sync();
+    assert_eq!(
+        Cooperative::read(t.client.doc(&coop).unwrap()).0.status.as_deref(),
+        Some("active")
+    );
+
+    // The tablet fixes p2 itself; and changes p1 away from the accepted value.
+    t.record_attendance(&session, "p2", None, 5.0);
+    t.record_attendance(&session, "p1", None, 7.0);
+    t.sync();
+    let all = flags("all");
+    let p2_now = find(&all, "attendance.p2.hours").unwrap();
+    assert_eq!(p2_now["id"], p2["id"]);
+    assert_eq!(p2_now["status"], "fixed", "{p2_now}");
+    assert!(p2_now["fixed_by_change"].is_string());
+    let p1_now = find(&all, "attendance.p1.hours").unwrap();
+    assert_eq!(p1_now["id"], p1["id"]);
+    assert_eq!(p1_now["status"], "open", "a changed value is open again: {p1_now}");
+    let again = app.post(
+        &format!("/api/v1/flags/{}/correct", status["id"]),
+        Some(&admin.access),
+        &json!({"value": "active"}),
+    );
+    assert_eq!((again.status, again.code()), (409, "flag_not_open"));
+    for (action, n) in [("flag.accept", 1), ("flag.correct", 1), ("record.edit", 0)] {
+        let count: i64 = audit_log::table
+            .filter(audit_log::action.eq(action))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(count, n, "{action}");
+    }
+}
+
 dual_backend_tests!(
+    flags_are_accepted_corrected_and_fixed_and_keep_their_identity,
     a_records_history_reads_in_words_for_three_devices_and_an_admin,
     an_admin_correction_reaches_the_tablets_and_is_validated,
     quarantined_changes_are_released_when_they_pass_and_dismissed_with_a_reason,

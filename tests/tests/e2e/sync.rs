@@ -955,8 +955,10 @@ fn editing_some_entries_of_a_session_projects_like_a_rebuild(app: &TestApp) {
     let flags = |app: &TestApp| -> BTreeSet<(String, String)> {
         use coopsync::db::schema::validation_flags;
         let mut conn = app.db.connect();
+        // The flags that stand now: a fixed one stays, closed, naming the change.
         validation_flags::table
             .filter(validation_flags::document_id.eq(&session))
+            .filter(validation_flags::status.ne("fixed"))
             .select((validation_flags::field, validation_flags::code))
             .load::<(String, String)>(&mut conn)
             .unwrap()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod conflicts;
 pub mod devices;
 pub mod exports;
+pub mod flags;
 pub mod provinces;
 pub mod quarantine;
 pub mod records;
@@ -34,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(conflicts::list_conflicts)
             .service(conflicts::get_conflict)
             .service(conflicts::resolve_conflict)
+            .service(flags::list_flags)
+            .service(flags::get_flag)
+            .service(flags::accept_flag)
+            .service(flags::correct_flag)
             .service(quarantine::list_quarantine)
             .service(quarantine::get_quarantined_bytes)
             .service(quarantine::get_quarantined)

@@ -1,0 +1,10 @@
+DROP INDEX validation_flags_status;
+DROP INDEX validation_flags_key;
+DELETE FROM validation_flags WHERE status = 'fixed';
+ALTER TABLE validation_flags DROP COLUMN fixed_by_change;
+ALTER TABLE validation_flags DROP COLUMN fixed_at;
+ALTER TABLE validation_flags DROP COLUMN note;
+ALTER TABLE validation_flags DROP COLUMN accepted_value;
+ALTER TABLE validation_flags DROP COLUMN accepted_at;
+ALTER TABLE validation_flags DROP COLUMN accepted_by;
+ALTER TABLE validation_flags DROP COLUMN status;
