@@ -153,6 +153,8 @@ impl Modify for CommonErrors {
         v1::quarantine::release_quarantined,
         v1::quarantine::dismiss_quarantined,
         v1::quarantine::list_pending,
+        v1::records::list_records,
+        v1::records::get_record,
         v1::records::edit_record,
         v1::records::record_history,
         v1::exports::export_dataset,

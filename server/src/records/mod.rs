@@ -33,6 +33,7 @@ use crate::{
 
 pub mod edit;
 pub mod history;
+pub mod read;
 
 /// The device name server changes are recorded under.
 pub const SERVER_DEVICE: &str = "server";

@@ -355,7 +355,23 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             item,
         ));
     }
+    for (caller, status) in [("nat", 200), ("prov07", 200), ("enum07", 403)] {
+        cases.push(case(
+            "GET",
+            "/api/v1/records?type=member".into(),
+            Value::Null,
+            caller,
+            status,
+        ));
+    }
     for (caller, status) in [("nat", 404), ("prov07", 404), ("enum07", 403)] {
+        cases.push(case(
+            "GET",
+            format!("/api/v1/records/{}", uuid::Uuid::new_v4()),
+            Value::Null,
+            caller,
+            status,
+        ));
         cases.push(case(
             "GET",
             format!("/api/v1/records/{}/history", uuid::Uuid::new_v4()),

@@ -564,8 +564,11 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     t.sync();
     let admin = app.login("p07");
     let flags = |status: &str| {
-        app.get(&format!("/api/v1/flags?status={status}"), Some(&admin.access))
-            .body["flags"]
+        app.get(
+            &format!("/api/v1/flags?status={status}"),
+            Some(&admin.access),
+        )
+        .body["flags"]
             .as_array()
             .unwrap()
             .clone()
@@ -591,7 +594,11 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     let mut conn = app.db.connect();
     coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     let accepted = flags("accepted");
-    assert_eq!(accepted.len(), 1, "accepted stays accepted across a rebuild");
+    assert_eq!(
+        accepted.len(),
+        1,
+        "accepted stays accepted across a rebuild"
+    );
     assert_eq!(accepted[0]["id"], p1["id"], "the same flag, by identity");
 
     // Correct the cooperative's status: a server change the tablet pulls; the flag closes
@@ -606,7 +613,10 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     assert!(r.body["fixed_by_change"].is_string());
     t.sync();
     assert_eq!(
-        Cooperative::read(t.client.doc(&coop).unwrap()).0.status.as_deref(),
+        Cooperative::read(t.client.doc(&coop).unwrap())
+            .0
+            .status
+            .as_deref(),
         Some("active")
     );
 
@@ -621,7 +631,10 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     assert!(p2_now["fixed_by_change"].is_string());
     let p1_now = find(&all, "attendance.p1.hours").unwrap();
     assert_eq!(p1_now["id"], p1["id"]);
-    assert_eq!(p1_now["status"], "open", "a changed value is open again: {p1_now}");
+    assert_eq!(
+        p1_now["status"], "open",
+        "a changed value is open again: {p1_now}"
+    );
     let again = app.post(
         &format!("/api/v1/flags/{}/correct", status["id"]),
         Some(&admin.access),
@@ -638,7 +651,69 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     }
 }
 
+fn records_are_found_by_khmer_or_latin_name_within_scope(app: &TestApp) {
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("p12", "provincial_admin", &["12"], &[]);
+    app.create_user("tab.s", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "tab.s");
+    let coop = t.create_cooperative("07", "Search coop");
+    let m1 = t.add_member(&coop, "សុខ ចាន់ថា", "female");
+    t.set(&m1, "name_latin", "Sok Chanthea");
+    let m2 = t.add_member(&coop, "ម៉ៅ សុភា", "female");
+    t.set(&m2, "name_latin", "Mao Sophea");
+    t.sync();
+    let admin = app.login("p07");
+    let find = |q: &str, token: &str| -> Vec<String> {
+        let url = format!("/api/v1/records?type=member&q={}", pct(q));
+        let r = app.get(&url, Some(token));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(find("ចាន់ថា", &admin.access), std::slice::from_ref(&m1));
+    // A zero-width space typed into the search is ignored; Latin in any case.
+    assert_eq!(find("សុខ\u{200b} ចាន់", &admin.access), std::slice::from_ref(&m1));
+    assert_eq!(find("SOPHEA", &admin.access), std::slice::from_ref(&m2));
+    assert_eq!(find("", &admin.access).len(), 2);
+    let other = app.login("p12");
+    assert!(
+        find("Sok", &other.access).is_empty(),
+        "another province finds nothing"
+    );
+    let one = app.get(&format!("/api/v1/records/{m1}"), Some(&admin.access));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body["record"]["fields"]["full_name_khmer"], "សុខ ចាន់ថា");
+    assert_eq!(
+        app.get(&format!("/api/v1/records/{m1}"), Some(&other.access))
+            .status,
+        404
+    );
+    let coops = app.get(
+        "/api/v1/records?type=cooperative&q=search",
+        Some(&admin.access),
+    );
+    assert_eq!(coops.body["records"][0]["id"], coop.as_str());
+}
+
+/// Percent-encodes a query value (UTF-8 bytes).
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 dual_backend_tests!(
+    records_are_found_by_khmer_or_latin_name_within_scope,
     flags_are_accepted_corrected_and_fixed_and_keep_their_identity,
     a_records_history_reads_in_words_for_three_devices_and_an_admin,
     an_admin_correction_reaches_the_tablets_and_is_validated,

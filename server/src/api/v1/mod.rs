@@ -45,7 +45,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(quarantine::release_quarantined)
             .service(quarantine::dismiss_quarantined)
             .service(quarantine::list_pending)
+            .service(records::list_records)
             .service(records::edit_record)
+            .service(records::get_record)
             .service(records::record_history)
             .service(exports::export_dataset)
             .service(sync::sync),

@@ -1,4 +1,4 @@
-//! `/api/v1/records/{id}`: an admin's correction of a record, and its history.
+//! `/api/v1/records`: finding records, one record, an admin's correction, its history.
 
 use actix_web::{HttpResponse, get, patch, web};
 
@@ -10,6 +10,7 @@ use crate::{
     records::{
         edit::{self, EditRequest, EditResponse},
         history::{self, HistoryQuery, HistoryResponse},
+        read::{self, RecordListResponse, RecordQuery, RecordResponse},
     },
     startup::AppState,
 };
@@ -67,6 +68,48 @@ pub async fn record_history(
     let found = state
         .db
         .run(move |conn| history::history(conn, &principal, &id, &query))
+        .await?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+/// Records in the caller's scope (admins), by type, sorted by id: search by a Khmer or
+/// Latin name, filter by province, cooperative, programme and date.
+#[utoipa::path(get, path = "/api/v1/records", tag = "review", params(RecordQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = RecordListResponse),
+              (status = 400, body = ErrorBody, description = "`invalid_query`"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[get("/records")]
+pub async fn list_records(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<RecordQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let list = state
+        .db
+        .run(move |conn| read::list(conn, &principal, &query))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One record: its fields, open conflicts and open flags.
+#[utoipa::path(get, path = "/api/v1/records/{id}", tag = "review",
+    params(("id" = String, Path, description = "Document id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RecordResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such record, or outside your scope")))]
+#[get("/records/{id}")]
+pub async fn get_record(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let found = state
+        .db
+        .run(move |conn| read::get(conn, &principal, &id))
         .await?;
     Ok(HttpResponse::Ok().json(found))
 }

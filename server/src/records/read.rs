@@ -1,0 +1,414 @@
+//! Finding records: list and search cooperatives, members and sessions in the caller's
+//! scope (a Khmer or Latin name, province, cooperative, programme, date), and one record
+//! with its projected fields, open conflicts and flags. Reads the projection; the scope
+//! condition is the documents' province and cooperative, as everywhere.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::Principal,
+    db::{
+        DbConnection,
+        schema::{
+            conflicts, cooperatives, documents, members, training_sessions, validation_flags,
+        },
+    },
+    domain::access::Role,
+    error::ApiError,
+};
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordQuery {
+    /// `member` (default), `cooperative` or `training_session`.
+    #[serde(rename = "type")]
+    pub doc_type: Option<String>,
+    /// Part of a name, in Khmer or Latin letters (Latin: any case). Zero-width spaces
+    /// and repeated spaces are ignored.
+    pub q: Option<String>,
+    pub province: Option<String>,
+    /// Members and sessions of this cooperative.
+    pub cooperative: Option<String>,
+    /// Sessions of this programme (`think_coop`, `start_coop`, …).
+    pub programme: Option<String>,
+    /// Sessions scheduled on or after / before this date (`YYYY-MM-DD`).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordSummary {
+    pub id: String,
+    pub doc_type: String,
+    /// The projected fields (names as in docs/sync-protocol.md).
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Json>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordListResponse {
+    pub records: Vec<RecordSummary>,
+    /// Pass as `cursor` for the next page (records are sorted by id).
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordResponse {
+    pub record: RecordSummary,
+    pub province_code: Option<String>,
+    /// Open conflicts: `{id, field}`.
+    #[schema(value_type = Object)]
+    pub open_conflicts: Vec<Json>,
+    /// Open flags: `{id, code, field, message}`.
+    #[schema(value_type = Object)]
+    pub open_flags: Vec<Json>,
+}
+
+/// A row of the members' list.
+type Row0 = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+);
+/// A row of the cooperatives' list.
+type Row1 = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+);
+/// A row of the sessions' list.
+type Row2 = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+);
+
+/// The search text as stored names are compared: zero-width characters dropped,
+/// spaces collapsed, Latin letters lower-cased.
+fn normalise(q: &str) -> String {
+    let cleaned: String = q
+        .chars()
+        .filter(|c| !matches!(c, '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}'))
+        .collect();
+    cleaned
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+fn like(q: &str) -> String {
+    let mut out = String::from("%");
+    for c in q.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(t, Utc)
+}
+
+/// The ids of documents in the caller's scope, as a SQL condition's input (the same
+/// condition as the exports: provincial admins their provinces).
+fn scope_ids(principal: &Principal) -> Option<Vec<String>> {
+    (principal.role == Role::ProvincialAdmin)
+        .then(|| principal.assignments.provinces.iter().cloned().collect())
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    q: &RecordQuery,
+) -> Result<RecordListResponse, ApiError> {
+    principal.require_admin()?;
+    let limit = crate::api::v1::page_size(q.limit) as i64;
+    let provinces = scope_ids(principal);
+    let text = q.q.as_deref().map(normalise).filter(|t| !t.is_empty());
+    let pattern = text.as_deref().map(like);
+    let after = q.cursor.clone().unwrap_or_default();
+    let in_scope = |provinces: &Option<Vec<String>>| {
+        documents::table
+            .select(documents::id)
+            .filter(documents::province_code.eq_any(provinces.clone().unwrap_or_default()))
+    };
+    let date = |d: &Option<String>, what: &str| -> Result<Option<String>, ApiError> {
+        match d {
+            Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() => Err(
+                ApiError::bad_request("invalid_query", format!("{what} must be a date YYYY-MM-DD")),
+            ),
+            other => Ok(other.clone()),
+        }
+    };
+    let (from, to) = (date(&q.from, "from")?, date(&q.to, "to")?);
+    let records: Vec<RecordSummary> = match q.doc_type.as_deref().unwrap_or("member") {
+        "member" => {
+            let mut query = members::table
+                .filter(members::id.gt(&after))
+                .order(members::id)
+                .limit(limit)
+                .into_boxed();
+            if provinces.is_some() {
+                query = query.filter(members::id.eq_any(in_scope(&provinces)));
+            }
+            if let Some(p) = &pattern {
+                query =
+                    query.filter(
+                        members::full_name_khmer.like(p.clone()).escape('\\').or(
+                            diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(name_latin) LIKE ")
+                                .bind::<diesel::sql_types::Text, _>(p.clone())
+                                .sql(" ESCAPE '\\'"),
+                        ),
+                    );
+            }
+            if let Some(p) = &q.province {
+                query = query.filter(members::province_code.eq(p.clone()));
+            }
+            if let Some(c) = &q.cooperative {
+                query = query.filter(members::cooperative_id.eq(c.to_ascii_lowercase()));
+            }
+            let rows: Vec<Row0> = query
+                .select((
+                    members::id,
+                    members::full_name_khmer,
+                    members::name_latin,
+                    members::sex,
+                    members::year_of_birth,
+                    members::village,
+                    members::cooperative_id,
+                    members::province_code,
+                    members::updated_at,
+                ))
+                .load(conn)?;
+            rows.into_iter()
+                .map(
+                    |(id, km, lat, sex, yob, village, coop, prov, at)| RecordSummary {
+                        id,
+                        doc_type: "member".into(),
+                        fields: json!({"full_name_khmer": km, "name_latin": lat, "sex": sex,
+                        "year_of_birth": yob, "village": village, "cooperative_id": coop,
+                        "province_code": prov})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                        updated_at: utc(at),
+                    },
+                )
+                .collect()
+        }
+        "cooperative" => {
+            let mut query = cooperatives::table
+                .filter(cooperatives::id.gt(&after))
+                .order(cooperatives::id)
+                .limit(limit)
+                .into_boxed();
+            if provinces.is_some() {
+                query = query.filter(cooperatives::id.eq_any(in_scope(&provinces)));
+            }
+            if let Some(p) = &pattern {
+                query =
+                    query.filter(
+                        cooperatives::name_khmer.like(p.clone()).escape('\\').or(
+                            diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(name_latin) LIKE ")
+                                .bind::<diesel::sql_types::Text, _>(p.clone())
+                                .sql(" ESCAPE '\\'"),
+                        ),
+                    );
+            }
+            if let Some(p) = &q.province {
+                query = query.filter(cooperatives::province_code.eq(p.clone()));
+            }
+            let rows: Vec<Row1> = query
+                .select((
+                    cooperatives::id,
+                    cooperatives::name_khmer,
+                    cooperatives::name_latin,
+                    cooperatives::province_code,
+                    cooperatives::village,
+                    cooperatives::status,
+                    cooperatives::updated_at,
+                ))
+                .load(conn)?;
+            rows.into_iter()
+                .map(|(id, km, lat, prov, village, status, at)| RecordSummary {
+                    id,
+                    doc_type: "cooperative".into(),
+                    fields: json!({"name_khmer": km, "name_latin": lat, "province_code": prov,
+                        "village": village, "status": status})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                    updated_at: utc(at),
+                })
+                .collect()
+        }
+        "training_session" => {
+            let mut query = training_sessions::table
+                .filter(training_sessions::id.gt(&after))
+                .order(training_sessions::id)
+                .limit(limit)
+                .into_boxed();
+            if provinces.is_some() {
+                query = query.filter(training_sessions::id.eq_any(in_scope(&provinces)));
+            }
+            if let Some(p) = &pattern {
+                query = query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("(LOWER(module) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(p.clone())
+                        .sql(" ESCAPE '\\' OR LOWER(location) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(p.clone())
+                        .sql(" ESCAPE '\\' OR LOWER(group_name) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(p.clone())
+                        .sql(" ESCAPE '\\')"),
+                );
+            }
+            if let Some(p) = &q.province {
+                query = query.filter(training_sessions::province_code.eq(p.clone()));
+            }
+            if let Some(c) = &q.cooperative {
+                query = query.filter(training_sessions::cooperative_id.eq(c.to_ascii_lowercase()));
+            }
+            if let Some(p) = &q.programme {
+                query = query.filter(training_sessions::programme.eq(p.clone()));
+            }
+            if let Some(f) = from {
+                query = query.filter(training_sessions::scheduled_date.ge(f));
+            }
+            if let Some(t) = to {
+                query = query.filter(training_sessions::scheduled_date.le(t));
+            }
+            let rows: Vec<Row2> = query
+                .select((
+                    training_sessions::id,
+                    training_sessions::programme,
+                    training_sessions::module,
+                    training_sessions::scheduled_date,
+                    training_sessions::province_code,
+                    training_sessions::cooperative_id,
+                    training_sessions::status,
+                    training_sessions::updated_at,
+                ))
+                .load(conn)?;
+            rows.into_iter()
+                .map(
+                    |(id, programme, module, date, prov, coop, status, at)| RecordSummary {
+                        id,
+                        doc_type: "training_session".into(),
+                        fields: json!({"programme": programme, "module": module,
+                        "scheduled_date": date, "province_code": prov,
+                        "cooperative_id": coop, "status": status})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                        updated_at: utc(at),
+                    },
+                )
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "type must be member, cooperative or training_session",
+            ));
+        }
+    };
+    let next_cursor = (records.len() as i64 == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(RecordListResponse {
+        records,
+        next_cursor,
+    })
+}
+
+/// One record in the caller's scope, with its open conflicts and flags.
+pub fn get(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    id: &str,
+) -> Result<RecordResponse, ApiError> {
+    principal.require_admin()?;
+    let id = id.to_ascii_lowercase();
+    let row = crate::sync::store::find_document(conn, &id)?
+        .filter(|r| {
+            principal
+                .actor()
+                .sees(r.province_code.as_deref(), r.cooperative_id.as_deref())
+        })
+        .ok_or(ApiError::NotFound("record"))?;
+    let doc = crate::sync::ingest::load_snapshot(&row.snapshot)?;
+    let mut fields = Map::new();
+    for key in automerge::ReadDoc::keys(&doc, automerge::ROOT) {
+        if key == "attendance" {
+            continue;
+        }
+        if let Some(v) = crate::sync::projection::field_value(&doc, &key) {
+            fields.insert(key, Json::String(v));
+        }
+    }
+    if row.doc_type == "training_session" {
+        let n = sync_protocol::documents::TrainingSession::read(&doc)
+            .0
+            .attendance
+            .len();
+        fields.insert("attendance_entries".into(), Json::from(n));
+    }
+    let open_conflicts: Vec<Json> = conflicts::table
+        .filter(conflicts::document_id.eq(&id))
+        .filter(conflicts::status.eq("open"))
+        .select((conflicts::id, conflicts::field))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .map(|(i, f)| json!({"id": i, "field": f}))
+        .collect();
+    let open_flags: Vec<Json> = validation_flags::table
+        .filter(validation_flags::document_id.eq(&id))
+        .filter(validation_flags::status.eq("open"))
+        .select((
+            validation_flags::id,
+            validation_flags::code,
+            validation_flags::field,
+            validation_flags::message,
+        ))
+        .load::<(i64, String, String, String)>(conn)?
+        .into_iter()
+        .map(|(i, c, f, m)| json!({"id": i, "code": c, "field": f, "message": m}))
+        .collect();
+    Ok(RecordResponse {
+        record: RecordSummary {
+            id,
+            doc_type: row.doc_type,
+            fields,
+            updated_at: utc(row.updated_at),
+        },
+        province_code: row.province_code,
+        open_conflicts,
+        open_flags,
+    })
+}
