@@ -99,6 +99,19 @@ fn path_of(patch: &Patch) -> Vec<String> {
         .collect()
 }
 
+/// The value at `key` of `obj` as it was at `heads`.
+fn value_before(
+    doc: &Automerge,
+    obj: &automerge::ObjId,
+    key: &str,
+    heads: &[automerge::ChangeHash],
+) -> Json {
+    doc.get_at(obj, key, heads)
+        .ok()
+        .flatten()
+        .map_or(Json::Null, |(v, id)| render(doc, &v, &id, heads))
+}
+
 /// What one change did, field by field.
 fn fields_of(doc: &Automerge, change: &automerge::Change) -> Vec<FieldChange> {
     let before = change.deps().to_vec();
@@ -109,20 +122,12 @@ fn fields_of(doc: &Automerge, change: &automerge::Change) -> Vec<FieldChange> {
         let (field, old, new) = match &patch.action {
             PatchAction::PutMap { key, value, .. } => {
                 path.push(key.clone());
-                let old = doc
-                    .get_at(&patch.obj, key.as_str(), &before)
-                    .ok()
-                    .flatten()
-                    .map_or(Json::Null, |(v, id)| render(doc, &v, &id, &before));
+                let old = value_before(doc, &patch.obj, key, &before);
                 (path.join("."), old, render(doc, &value.0, &value.1, &after))
             }
             PatchAction::DeleteMap { key } => {
                 path.push(key.clone());
-                let old = doc
-                    .get_at(&patch.obj, key.as_str(), &before)
-                    .ok()
-                    .flatten()
-                    .map_or(Json::Null, |(v, id)| render(doc, &v, &id, &before));
+                let old = value_before(doc, &patch.obj, key, &before);
                 (path.join("."), old, Json::Null)
             }
             // Edits inside a text or a list: the field is the object itself.

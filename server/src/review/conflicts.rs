@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
+use super::utc;
 use crate::{
     audit::AuditEvent,
     auth::Principal,
@@ -152,10 +153,6 @@ type Row = (
 
 type Place = (String, Option<String>, Option<String>);
 
-fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(t, Utc)
-}
-
 fn response(row: Row, place: Place, principal: &Principal) -> Result<ConflictResponse, ApiError> {
     let (id, document_id, field, candidates, winner, status, detected, updated, by, at, res, hash) =
         row;
@@ -266,10 +263,7 @@ pub fn list(
         })?;
         query = query.filter(conflicts::detected_at.ge(day.and_time(chrono::NaiveTime::MIN)));
     }
-    if let Some(c) = &q.cursor {
-        let before: i64 = c
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid"))?;
+    if let Some(before) = super::before_cursor(q.cursor.as_deref())? {
         query = query.filter(conflicts::id.lt(before));
     }
     // The scope rule, as SQL on the record's province: provincial admins see records of

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
+use super::utc;
 use crate::{
     audit::AuditEvent,
     auth::Principal,
@@ -130,10 +131,6 @@ struct Row {
 
 type Place = (String, Option<String>, Option<String>);
 
-fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(t, Utc)
-}
-
 fn response(r: Row, place: Place) -> Result<FlagResponse, ApiError> {
     Ok(FlagResponse {
         id: r.id,
@@ -199,10 +196,7 @@ pub fn list(
     if let Some(d) = &q.document_id {
         query = query.filter(validation_flags::document_id.eq(d.to_ascii_lowercase()));
     }
-    if let Some(c) = &q.cursor {
-        let before: i64 = c
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid"))?;
+    if let Some(before) = super::before_cursor(q.cursor.as_deref())? {
         query = query.filter(validation_flags::id.lt(before));
     }
     if principal.role == Role::ProvincialAdmin {

@@ -1,4 +1,5 @@
-//! Review queues: what admins decide on (conflicts today). Each item has a stable id, is
+//! Review queues: what admins decide on (conflicts, validation flags, quarantine, waiting
+//! changes). Each item has a stable id, is
 //! scoped by the same rule as everything else (`domain::access::Actor::sees` on the
 //! record's province and cooperative), and each decision is an audited row plus, where
 //! data changes, a server change through `records::commit`.
@@ -7,3 +8,22 @@ pub mod conflicts;
 pub mod flags;
 pub mod pending;
 pub mod quarantine;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::error::ApiError;
+
+/// A stored UTC time as the API shows it.
+pub(crate) fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(t, Utc)
+}
+
+/// The `cursor` of the review lists: the id of the last item of the previous page.
+pub(crate) fn before_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| {
+            c.parse()
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid"))
+        })
+        .transpose()
+}

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sync_protocol::messages::{ChangeEncoding, DocChanges};
 use utoipa::ToSchema;
 
+use super::utc;
 use crate::{
     audit::AuditEvent,
     auth::Principal,
@@ -133,10 +134,6 @@ struct Row {
     decision_note: Option<String>,
 }
 
-fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(t, Utc)
-}
-
 fn header(bytes: &[u8]) -> Option<ChangeHeader> {
     let change = std::panic::catch_unwind(|| Change::try_from(bytes).ok())
         .ok()
@@ -227,10 +224,7 @@ pub fn list(
     if let Some(d) = &q.device_id {
         query = query.filter(quarantine::device_id.eq(d.clone()));
     }
-    if let Some(c) = &q.cursor {
-        let before: i64 = c
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid"))?;
+    if let Some(before) = super::before_cursor(q.cursor.as_deref())? {
         query = query.filter(quarantine::id.lt(before));
     }
     let rows: Vec<Row> = query.load(conn)?;

@@ -602,95 +602,64 @@ fn ingest_document(
     store::delete_pending(conn, &leaving)?;
 
     report_blocked(conn, &plan.pending, &resent_held, &mut out.result)?;
-    let mut new_pending = Vec::new();
+    // New changes to hold: those missing dependencies, and a new member's changes while
+    // its cooperative is missing; each within the device's cap.
+    let mut to_hold: Vec<(&Candidate, String)> = Vec::new();
     for (c, missing) in &plan.pending {
         if c.index.is_none() && resent_held.contains(&c.hash) {
             out.result.pending.push(c.hash.clone());
         }
         if c.index.is_some() {
-            let held = batch.held_by_device(conn, &principal.device_id)?;
-            if held.0 + 1 > MAX_PENDING_PER_DEVICE
-                || held.1 + c.bytes.len() as i64 > MAX_PENDING_BYTES_PER_DEVICE
-            {
-                out.reject(
-                    principal,
-                    group,
-                    c.index,
-                    Some(c.hash.clone()),
-                    Some(c.bytes.clone()),
-                    &ChangeError::TooManyPending(MAX_PENDING_PER_DEVICE as usize),
-                );
-                continue;
-            }
-            *held = (held.0 + 1, held.1 + c.bytes.len() as i64);
-            out.result.pending.push(c.hash.clone());
-            new_pending.push(PendingRow {
-                hash: c.hash.clone(),
-                document_id: doc_id.clone(),
-                doc_type: doc_type.as_str().to_string(),
-                device_id: c.origin.device_id.clone(),
-                user_id: c.origin.user_id.clone(),
-                received_at: c.origin.received_at,
-                missing_deps: missing
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                bytes: c.bytes.clone(),
-            });
-            bind_actor_once(
-                conn,
-                &c.change.actor_id().to_hex_string(),
-                &mut owners,
-                Applier {
-                    device_id: &principal.device_id,
-                    user_id: &principal.user_id,
-                },
-            )?;
+            let missing = missing.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+            to_hold.push((c, missing.join(",")));
         }
     }
     if let Some(coop) = &awaiting {
         for c in &waiting {
             if c.index.is_none() {
-                out.result.pending.push(c.hash.clone());
-                continue; // already held
+                out.result.pending.push(c.hash.clone()); // already held
+            } else {
+                to_hold.push((c, format!("{AWAITS_COOPERATIVE}{coop}")));
             }
-            let held = batch.held_by_device(conn, &principal.device_id)?;
-            if held.0 + 1 > MAX_PENDING_PER_DEVICE
-                || held.1 + c.bytes.len() as i64 > MAX_PENDING_BYTES_PER_DEVICE
-            {
-                out.reject(
-                    principal,
-                    group,
-                    c.index,
-                    Some(c.hash.clone()),
-                    Some(c.bytes.clone()),
-                    &ChangeError::TooManyPending(MAX_PENDING_PER_DEVICE as usize),
-                );
-                continue;
-            }
-            *held = (held.0 + 1, held.1 + c.bytes.len() as i64);
-            out.result.pending.push(c.hash.clone());
-            new_pending.push(PendingRow {
-                hash: c.hash.clone(),
-                document_id: doc_id.clone(),
-                doc_type: doc_type.as_str().to_string(),
-                device_id: c.origin.device_id.clone(),
-                user_id: c.origin.user_id.clone(),
-                received_at: c.origin.received_at,
-                missing_deps: format!("{AWAITS_COOPERATIVE}{coop}"),
-                bytes: c.bytes.clone(),
-            });
-            bind_actor_once(
-                conn,
-                &c.change.actor_id().to_hex_string(),
-                &mut owners,
-                Applier {
-                    device_id: &principal.device_id,
-                    user_id: &principal.user_id,
-                },
-            )?;
         }
+    }
+    let mut new_pending = Vec::new();
+    for (c, missing_deps) in to_hold {
+        let held = batch.held_by_device(conn, &principal.device_id)?;
+        if held.0 + 1 > MAX_PENDING_PER_DEVICE
+            || held.1 + c.bytes.len() as i64 > MAX_PENDING_BYTES_PER_DEVICE
+        {
+            out.reject(
+                principal,
+                group,
+                c.index,
+                Some(c.hash.clone()),
+                Some(c.bytes.clone()),
+                &ChangeError::TooManyPending(MAX_PENDING_PER_DEVICE as usize),
+            );
+            continue;
+        }
+        *held = (held.0 + 1, held.1 + c.bytes.len() as i64);
+        out.result.pending.push(c.hash.clone());
+        new_pending.push(PendingRow {
+            hash: c.hash.clone(),
+            document_id: doc_id.clone(),
+            doc_type: doc_type.as_str().to_string(),
+            device_id: c.origin.device_id.clone(),
+            user_id: c.origin.user_id.clone(),
+            received_at: c.origin.received_at,
+            missing_deps,
+            bytes: c.bytes.clone(),
+        });
+        bind_actor_once(
+            conn,
+            &c.change.actor_id().to_hex_string(),
+            &mut owners,
+            Applier {
+                device_id: &principal.device_id,
+                user_id: &principal.user_id,
+            },
+        )?;
     }
     store::insert_pending(conn, &new_pending)?;
 

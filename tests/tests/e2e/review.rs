@@ -676,7 +676,10 @@ fn records_are_found_by_khmer_or_latin_name_within_scope(app: &TestApp) {
     };
     assert_eq!(find("ចាន់ថា", &admin.access), std::slice::from_ref(&m1));
     // A zero-width space typed into the search is ignored; Latin in any case.
-    assert_eq!(find("សុខ\u{200b} ចាន់", &admin.access), std::slice::from_ref(&m1));
+    assert_eq!(
+        find("សុខ\u{200b} ចាន់", &admin.access),
+        std::slice::from_ref(&m1)
+    );
     assert_eq!(find("SOPHEA", &admin.access), std::slice::from_ref(&m2));
     assert_eq!(find("", &admin.access).len(), 2);
     let other = app.login("p12");
