@@ -9,7 +9,6 @@ use chrono::{NaiveDateTime, SecondsFormat};
 use diesel::prelude::*;
 
 use crate::{
-    api::utc,
     audit::AuditEvent,
     auth::Principal,
     db::{
@@ -136,7 +135,7 @@ impl Cell for f64 {
 
 impl Cell for NaiveDateTime {
     fn cell(self) -> String {
-        utc(self).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        crate::db::utc(self).to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 }
 

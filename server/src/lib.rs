@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod records;
 pub mod review;
 pub mod startup;
+pub mod state;
 pub mod sync;
 pub mod telemetry;

@@ -110,7 +110,7 @@ pub async fn request_context(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let Some(state) = response
         .request()
-        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
     {
         state.metrics.observe(
             response

@@ -11,7 +11,7 @@ use crate::{
     db::models::{Device, User},
     domain::access::{Actor, Assignments, Role},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     telemetry::RequestId,
 };
 

@@ -18,7 +18,7 @@ use crate::{
         write_transaction,
     },
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 const REFRESH_PREFIX: &str = "csr_";

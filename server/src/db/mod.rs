@@ -335,6 +335,12 @@ fn locked() -> diesel::result::Error {
     )
 }
 
+/// A stored timestamp (UTC without a zone) as a UTC time, shown as RFC 3339. Here, below
+/// every layer that reads the database, so none of them imports `api` for it.
+pub fn utc(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_naive_utc_and_offset(t, chrono::Utc)
+}
+
 /// UTC now without a zone, the form every timestamp column stores, at microsecond
 /// precision: what PostgreSQL keeps, so that both backends store (and export) the same value.
 pub fn now() -> chrono::NaiveDateTime {

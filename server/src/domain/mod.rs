@@ -1,3 +1,5 @@
-//! Pure rules (no actix, no diesel): roles, scopes and who may manage whom.
+//! Pure rules (no actix, no diesel): roles, scopes, who may manage whom, and the statuses
+//! of review items.
 
 pub mod access;
+pub mod status;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 use utoipa::ToSchema;
 
+use crate::domain::status::{ConflictStatus, FlagStatus};
 use crate::{
     auth::Principal,
     db::{
@@ -131,9 +132,7 @@ fn like(q: &str) -> String {
     out
 }
 
-fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(t, Utc)
-}
+use crate::db::utc;
 
 /// The ids of documents in the caller's scope, as a SQL condition's input (the same
 /// condition as the exports: provincial admins their provinces).
@@ -381,7 +380,7 @@ pub fn get(
     }
     let open_conflicts: Vec<Json> = conflicts::table
         .filter(conflicts::document_id.eq(&id))
-        .filter(conflicts::status.eq("open"))
+        .filter(conflicts::status.eq(ConflictStatus::Open.as_str()))
         .select((conflicts::id, conflicts::field))
         .load::<(i64, String)>(conn)?
         .into_iter()
@@ -389,7 +388,7 @@ pub fn get(
         .collect();
     let open_flags: Vec<Json> = validation_flags::table
         .filter(validation_flags::document_id.eq(&id))
-        .filter(validation_flags::status.eq("open"))
+        .filter(validation_flags::status.eq(FlagStatus::Open.as_str()))
         .select((
             validation_flags::id,
             validation_flags::code,

@@ -25,36 +25,7 @@ use crate::{
     records::{findings, locate, scalar},
 };
 
-/// Where a conflict stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictStatus {
-    /// Concurrent values wait for a decision.
-    Open,
-    /// A later edit of the field (by anyone) replaced all the concurrent values.
-    Superseded,
-    /// An admin chose the value.
-    Resolved,
-}
-
-impl ConflictStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Superseded => "superseded",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(Self::Open),
-            "superseded" => Some(Self::Superseded),
-            "resolved" => Some(Self::Resolved),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::status::ConflictStatus;
 
 /// One concurrent value.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -236,7 +207,9 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     match q.status.as_deref() {
-        None | Some("open") => query = query.filter(conflicts::status.eq("open")),
+        None | Some("open") => {
+            query = query.filter(conflicts::status.eq(ConflictStatus::Open.as_str()))
+        }
         Some("all") => {}
         Some(s) => {
             let s = ConflictStatus::parse(s).ok_or_else(|| {

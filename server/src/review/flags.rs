@@ -25,35 +25,7 @@ use crate::{
     sync::projection::field_value,
 };
 
-/// Where a flag stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FlagStatus {
-    Open,
-    /// An admin accepted the value as it is.
-    Accepted,
-    /// A later change (a tablet's, or an admin's correction) fixed it.
-    Fixed,
-}
-
-impl FlagStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(Self::Open),
-            "accepted" => Some(Self::Accepted),
-            "fixed" => Some(Self::Fixed),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Accepted => "accepted",
-            Self::Fixed => "fixed",
-        }
-    }
-}
+pub use crate::domain::status::FlagStatus;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FlagResponse {
@@ -172,7 +144,9 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     match q.status.as_deref() {
-        None | Some("open") => query = query.filter(validation_flags::status.eq("open")),
+        None | Some("open") => {
+            query = query.filter(validation_flags::status.eq(FlagStatus::Open.as_str()))
+        }
         Some("all") => {}
         Some(s) => {
             let s = FlagStatus::parse(s).ok_or_else(|| {

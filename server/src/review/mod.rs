@@ -9,14 +9,9 @@ pub mod flags;
 pub mod pending;
 pub mod quarantine;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-
 use crate::error::ApiError;
 
-/// A stored UTC time as the API shows it.
-pub(crate) fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    DateTime::from_naive_utc_and_offset(t, Utc)
-}
+pub(crate) use crate::db::utc;
 
 /// The `cursor` of the review lists: the id of the last item of the previous page.
 pub(crate) fn before_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {

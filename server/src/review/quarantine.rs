@@ -24,33 +24,7 @@ use crate::{
     error::ApiError,
 };
 
-/// Where a quarantined change stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QuarantineStatus {
-    Open,
-    Released,
-    Dismissed,
-}
-
-impl QuarantineStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Released => "released",
-            Self::Dismissed => "dismissed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(Self::Open),
-            "released" => Some(Self::Released),
-            "dismissed" => Some(Self::Dismissed),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::status::QuarantineStatus;
 
 /// The header of a quarantined change, decoded where its bytes parse.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -203,7 +177,9 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     match q.status.as_deref() {
-        None | Some("open") => query = query.filter(quarantine::status.eq("open")),
+        None | Some("open") => {
+            query = query.filter(quarantine::status.eq(QuarantineStatus::Open.as_str()))
+        }
         Some("all") => {}
         Some(s) => {
             let s = QuarantineStatus::parse(s).ok_or_else(|| {

@@ -8,7 +8,8 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use diesel::prelude::*;
 use serde_json::{Value as Json, json};
 
-use super::{changed::Changed, ingest::Origin, store};
+use super::{Origin, changed::Changed, store};
+use crate::domain::status::ConflictStatus;
 use crate::{
     db::{DbConnection, now, schema::conflicts},
     error::ApiError,
@@ -170,7 +171,7 @@ pub fn record(
     let at = now();
     let existing: BTreeMap<String, i64> = conflicts::table
         .filter(conflicts::document_id.eq(doc_id))
-        .filter(conflicts::status.eq("open"))
+        .filter(conflicts::status.eq(ConflictStatus::Open.as_str()))
         .select((conflicts::field, conflicts::id))
         .load::<(String, i64)>(conn)?
         .into_iter()
@@ -190,7 +191,7 @@ pub fn record(
                 match origin {
                     Some((device, user, received)) => json!({
                         "value": value, "change_hash": hash, "device_id": device, "user_id": user,
-                        "received_at": crate::api::utc(received).to_rfc3339(),
+                        "received_at": crate::db::utc(received).to_rfc3339(),
                     }),
                     None => json!({"value": value, "change_hash": hash}),
                 }
@@ -215,7 +216,7 @@ pub fn record(
                         conflicts::field.eq(&f.field),
                         conflicts::candidates.eq(&candidates),
                         conflicts::winner.eq(&winner),
-                        conflicts::status.eq("open"),
+                        conflicts::status.eq(ConflictStatus::Open.as_str()),
                         conflicts::detected_at.eq(at),
                         conflicts::updated_at.eq(at),
                     ))
@@ -228,7 +229,7 @@ pub fn record(
         if !found.iter().any(|f| f.field == field) {
             diesel::update(conflicts::table.find(id))
                 .set((
-                    conflicts::status.eq("superseded"),
+                    conflicts::status.eq(ConflictStatus::Superseded.as_str()),
                     conflicts::updated_at.eq(at),
                 ))
                 .execute(conn)?;

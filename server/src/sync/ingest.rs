@@ -19,6 +19,7 @@ use sync_protocol::{
     messages::{BlockedChange, ChangeEncoding, ChangeErrorReport, DocChanges, DocPushResult},
 };
 
+pub use super::Origin;
 use super::{
     changed::{self, Changed},
     conflicts, doc_cache, projection,
@@ -31,14 +32,6 @@ use crate::{
     db::{DbConnection, now},
     error::ApiError,
 };
-
-/// Who sent a change and when the server got it.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub device_id: String,
-    pub user_id: String,
-    pub received_at: NaiveDateTime,
-}
 
 /// A decoded change waiting to be applied.
 #[derive(Clone)]

@@ -20,6 +20,16 @@ use crate::{
     error::ApiError,
 };
 
+/// Who sent a change and when the server got it (a device, or the server for an admin).
+/// Here, not in `ingest`, because the conflict scan needs it too: `conflicts` would
+/// otherwise import `ingest`, which imports `conflicts`.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub device_id: String,
+    pub user_id: String,
+    pub received_at: chrono::NaiveDateTime,
+}
+
 /// Server-side bounds on one response.
 pub const MAX_PULL_BYTES: usize = 1024 * 1024;
 

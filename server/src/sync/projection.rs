@@ -15,6 +15,7 @@ use sync_protocol::documents::{
     without_double_findings,
 };
 
+use crate::domain::status::{ConflictStatus, FlagStatus};
 use crate::{
     db::{
         DbConnection, now,
@@ -407,10 +408,12 @@ fn reconcile_flags(
                     (Some(doc), Some(v)) => field_value(doc, &field).as_deref() != Some(v.as_str()),
                     _ => false,
                 };
-                if status == "fixed" || (status == "accepted" && value_changed) {
+                if status == FlagStatus::Fixed.as_str()
+                    || (status == FlagStatus::Accepted.as_str() && value_changed)
+                {
                     diesel::update(flag)
                         .set((
-                            validation_flags::status.eq("open"),
+                            validation_flags::status.eq(FlagStatus::Open.as_str()),
                             validation_flags::message.eq(&new_message),
                             validation_flags::detected_at.eq(at),
                             validation_flags::accepted_by.eq(None::<String>),
@@ -426,10 +429,10 @@ fn reconcile_flags(
                         .execute(conn)?;
                 }
             }
-            None if status != "fixed" => {
+            None if status != FlagStatus::Fixed.as_str() => {
                 diesel::update(flag)
                     .set((
-                        validation_flags::status.eq("fixed"),
+                        validation_flags::status.eq(FlagStatus::Fixed.as_str()),
                         validation_flags::fixed_at.eq(at),
                         validation_flags::fixed_by_change.eq(by),
                     ))
@@ -446,7 +449,7 @@ fn reconcile_flags(
                 validation_flags::field.eq(&field),
                 validation_flags::message.eq(&message),
                 validation_flags::detected_at.eq(at),
-                validation_flags::status.eq("open"),
+                validation_flags::status.eq(FlagStatus::Open.as_str()),
             ))
             .execute(conn)?;
     }
@@ -624,7 +627,10 @@ pub fn rebuild(
         diesel::delete(training_sessions::table).execute(conn)?;
         diesel::delete(members::table).execute(conn)?;
         diesel::delete(cooperatives::table).execute(conn)?;
-        diesel::delete(conflicts::table.filter(conflicts::status.ne("resolved"))).execute(conn)?;
+        diesel::delete(
+            conflicts::table.filter(conflicts::status.ne(ConflictStatus::Resolved.as_str())),
+        )
+        .execute(conn)?;
         for (i, (doc_type, id)) in ordered.iter().enumerate() {
             let rows = super::store::document_changes(conn, id)?;
             let doc = match from_log(&rows) {

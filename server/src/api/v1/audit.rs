@@ -10,7 +10,7 @@ use crate::{
     auth::Principal,
     db::models::AuditEntry,
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

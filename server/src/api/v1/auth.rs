@@ -12,7 +12,7 @@ use crate::{
     body::ApiJson,
     domain::access::Role,
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
     telemetry::RequestId,
 };
 

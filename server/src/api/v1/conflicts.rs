@@ -10,7 +10,7 @@ use crate::{
     review::conflicts::{
         self, ConflictListResponse, ConflictQuery, ConflictResponse, ResolveRequest,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// Conflicts the caller may see (admins: provincial admins their provinces), newest

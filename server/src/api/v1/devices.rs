@@ -11,7 +11,7 @@ use crate::{
     auth::Principal,
     db::models::Device,
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,7 +6,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ErrorBody},
     export::{self, Dataset},
-    startup::AppState,
+    state::AppState,
 };
 
 /// One table as CSV (UTF-8 with a byte order mark, CRLF line ends, a header row).

@@ -11,7 +11,7 @@ use crate::{
     review::flags::{
         self, AcceptRequest, CorrectRequest, FlagListResponse, FlagQuery, FlagResponse,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// Flags the caller may see, newest first, open ones unless `status` says otherwise.

@@ -8,7 +8,7 @@ use crate::{
     auth::Principal,
     db::models::Province,
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

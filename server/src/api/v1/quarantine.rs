@@ -14,7 +14,7 @@ use crate::{
             self, DismissRequest, QuarantineListResponse, QuarantineQuery, QuarantineResponse,
         },
     },
-    startup::AppState,
+    state::AppState,
 };
 
 use super::numeric_id;

@@ -12,7 +12,7 @@ use crate::{
         history::{self, HistoryQuery, HistoryResponse},
         read::{self, RecordListResponse, RecordQuery, RecordResponse},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// Sets fields of a record in the caller's scope (admins), validated like a tablet's

@@ -7,7 +7,7 @@ use crate::{
     auth::Principal,
     body::{BodyLimits, read_body},
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 /// One sync round trip. The body is JSON (gzip recommended, `Content-Encoding: gzip`);

@@ -16,7 +16,7 @@ use crate::{
     body::ApiJson,
     domain::access::Role,
     error::{ApiError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,0 +1,94 @@
+//! The statuses of review items, one enum each, used by the queues (`review`) and by the
+//! projection that opens and closes them (`sync`): never string literals in queries.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a conflict stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStatus {
+    /// Concurrent values wait for a decision.
+    Open,
+    /// A later edit of the field (by anyone) replaced all the concurrent values.
+    Superseded,
+    /// An admin chose the value.
+    Resolved,
+}
+
+impl ConflictStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Superseded => "superseded",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "superseded" => Some(Self::Superseded),
+            "resolved" => Some(Self::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// Where a flag stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagStatus {
+    Open,
+    /// An admin accepted the value as it is.
+    Accepted,
+    /// A later change (a tablet's, or an admin's correction) fixed it.
+    Fixed,
+}
+
+impl FlagStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "accepted" => Some(Self::Accepted),
+            "fixed" => Some(Self::Fixed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Accepted => "accepted",
+            Self::Fixed => "fixed",
+        }
+    }
+}
+
+/// Where a quarantined change stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineStatus {
+    Open,
+    Released,
+    Dismissed,
+}
+
+impl QuarantineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Released => "released",
+            Self::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "released" => Some(Self::Released),
+            "dismissed" => Some(Self::Dismissed),
+            _ => None,
+        }
+    }
+}
