@@ -153,15 +153,11 @@ macro_rules! load_table {
         let scope: &Scope = $scope;
         let mut query = $table::table.select(($($table::$col,)+)).into_boxed();
         if !scope.all {
-            let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
-            let coops: Vec<String> = scope.cooperatives.iter().cloned().collect();
             query = query.filter(
                 $table::$doc_key.eq_any(
-                    documents::table.select(documents::id).filter(
-                        documents::province_code
-                            .eq_any(provinces)
-                            .or(documents::cooperative_id.eq_any(coops)),
-                    ),
+                    documents::table
+                        .select(documents::id)
+                        .filter(crate::db::scope_condition!(scope)),
                 ),
             );
         }
@@ -185,7 +181,7 @@ pub fn read(
     dataset: Dataset,
 ) -> Result<Table, ApiError> {
     principal.require_admin()?;
-    let scope = Scope::of(principal);
+    let scope = principal.actor().scope();
     let table = match dataset {
         Dataset::Cooperatives => load_table!(conn, &scope, cooperatives, id, sort_by = 1, [
             id: String,

@@ -335,6 +335,34 @@ fn locked() -> diesel::result::Error {
     )
 }
 
+/// The scope rule (`domain::scope::Scope`) as a condition on `documents`, for a scope
+/// that is not `all`: the one SQL form of the rule.
+macro_rules! scope_condition {
+    ($scope:expr) => {{
+        let scope: &$crate::domain::scope::Scope = $scope;
+        let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
+        let coops: Vec<String> = scope.cooperatives.iter().cloned().collect();
+        $crate::db::schema::documents::province_code
+            .eq_any(provinces)
+            .or($crate::db::schema::documents::cooperative_id.eq_any(coops))
+    }};
+}
+pub(crate) use scope_condition;
+
+/// Adds `scope_condition!` to a boxed query that includes the `documents` table (none for
+/// `all`): used by the pull, the review queues and, as a sub-query, exports and search.
+macro_rules! scoped {
+    ($query:expr, $scope:expr) => {{
+        let scope: &$crate::domain::scope::Scope = $scope;
+        if scope.all {
+            $query
+        } else {
+            $query.filter($crate::db::scope_condition!(scope))
+        }
+    }};
+}
+pub(crate) use scoped;
+
 /// A stored timestamp (UTC without a zone) as a UTC time, shown as RFC 3339. Here, below
 /// every layer that reads the database, so none of them imports `api` for it.
 pub fn utc(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {

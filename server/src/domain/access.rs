@@ -130,18 +130,14 @@ impl Actor {
         }
     }
 
-    /// Whether a record in `province` / `cooperative` is in the actor's scope.
+    /// Whether a record in `province` / `cooperative` is in the actor's scope (the one
+    /// rule: `domain::scope::Scope`).
     pub fn sees(&self, province: Option<&str>, cooperative: Option<&str>) -> bool {
-        match self.role {
-            Role::NationalAdmin => true,
-            Role::ProvincialAdmin => {
-                province.is_some_and(|p| self.assignments.provinces.contains(p))
-            }
-            Role::Enumerator => {
-                province.is_some_and(|p| self.assignments.provinces.contains(p))
-                    || cooperative.is_some_and(|c| self.assignments.cooperatives.contains(c))
-            }
-        }
+        self.scope().sees(province, cooperative)
+    }
+
+    pub fn scope(&self) -> super::scope::Scope {
+        super::scope::Scope::of(self.role, &self.assignments)
     }
 }
 

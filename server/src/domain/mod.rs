@@ -2,4 +2,5 @@
 //! of review items.
 
 pub mod access;
+pub mod scope;
 pub mod status;

@@ -18,7 +18,6 @@ use crate::{
             conflicts, cooperatives, documents, members, training_sessions, validation_flags,
         },
     },
-    domain::access::Role,
     error::ApiError,
 };
 
@@ -134,13 +133,6 @@ fn like(q: &str) -> String {
 
 use crate::db::utc;
 
-/// The ids of documents in the caller's scope, as a SQL condition's input (the same
-/// condition as the exports: provincial admins their provinces).
-fn scope_ids(principal: &Principal) -> Option<Vec<String>> {
-    (principal.role == Role::ProvincialAdmin)
-        .then(|| principal.assignments.provinces.iter().cloned().collect())
-}
-
 pub fn list(
     conn: &mut DbConnection,
     principal: &Principal,
@@ -148,14 +140,15 @@ pub fn list(
 ) -> Result<RecordListResponse, ApiError> {
     principal.require_admin()?;
     let limit = crate::api::v1::page_size(q.limit) as i64;
-    let provinces = scope_ids(principal);
+    let scope = principal.actor().scope();
     let text = q.q.as_deref().map(normalise).filter(|t| !t.is_empty());
     let pattern = text.as_deref().map(like);
     let after = q.cursor.clone().unwrap_or_default();
-    let in_scope = |provinces: &Option<Vec<String>>| {
+    // The documents in scope, by the one SQL form of the rule (`db::scoped!`).
+    let in_scope = || {
         documents::table
             .select(documents::id)
-            .filter(documents::province_code.eq_any(provinces.clone().unwrap_or_default()))
+            .filter(crate::db::scope_condition!(&scope))
     };
     let date = |d: &Option<String>, what: &str| -> Result<Option<String>, ApiError> {
         match d {
@@ -173,8 +166,8 @@ pub fn list(
                 .order(members::id)
                 .limit(limit)
                 .into_boxed();
-            if provinces.is_some() {
-                query = query.filter(members::id.eq_any(in_scope(&provinces)));
+            if !scope.all {
+                query = query.filter(members::id.eq_any(in_scope()));
             }
             if let Some(p) = &pattern {
                 query =
@@ -227,8 +220,8 @@ pub fn list(
                 .order(cooperatives::id)
                 .limit(limit)
                 .into_boxed();
-            if provinces.is_some() {
-                query = query.filter(cooperatives::id.eq_any(in_scope(&provinces)));
+            if !scope.all {
+                query = query.filter(cooperatives::id.eq_any(in_scope()));
             }
             if let Some(p) = &pattern {
                 query =
@@ -273,8 +266,8 @@ pub fn list(
                 .order(training_sessions::id)
                 .limit(limit)
                 .into_boxed();
-            if provinces.is_some() {
-                query = query.filter(training_sessions::id.eq_any(in_scope(&provinces)));
+            if !scope.all {
+                query = query.filter(training_sessions::id.eq_any(in_scope()));
             }
             if let Some(p) = &pattern {
                 query = query.filter(

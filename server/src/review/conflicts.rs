@@ -241,10 +241,9 @@ pub fn list(
     }
     // The scope rule, as SQL on the record's province: provincial admins see records of
     // their provinces (the same condition as `Actor::sees` for their role).
-    if principal.role == Role::ProvincialAdmin {
-        let provinces: Vec<String> = principal.assignments.provinces.iter().cloned().collect();
-        query = query.filter(documents::province_code.eq_any(provinces));
-    }
+    // The scope rule, in its SQL form (`db::scoped!`).
+    let scope = principal.actor().scope();
+    let query = crate::db::scoped!(query, &scope);
     let rows: Vec<(Row, Place)> = query.load(conn)?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|(r, _)| r.0.to_string()))

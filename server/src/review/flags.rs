@@ -19,7 +19,6 @@ use crate::{
         DbConnection, now,
         schema::{documents, validation_flags},
     },
-    domain::access::Role,
     error::ApiError,
     records::{self, edit::EditRequest},
     sync::projection::field_value,
@@ -173,10 +172,9 @@ pub fn list(
     if let Some(before) = super::before_cursor(q.cursor.as_deref())? {
         query = query.filter(validation_flags::id.lt(before));
     }
-    if principal.role == Role::ProvincialAdmin {
-        let provinces: Vec<String> = principal.assignments.provinces.iter().cloned().collect();
-        query = query.filter(documents::province_code.eq_any(provinces));
-    }
+    // The scope rule, in its SQL form (`db::scoped!`).
+    let scope = principal.actor().scope();
+    let query = crate::db::scoped!(query, &scope);
     let rows: Vec<(Row, Place)> = query.load(conn)?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|(r, _)| r.id.to_string()))

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sync_protocol::messages::{ChangeEncoding, DEFAULT_BATCH_BYTES, DocChanges, PullResult};
 
 use super::{MAX_PULL_BYTES, store};
@@ -20,7 +20,6 @@ use crate::{
         schema::{changes, device_sync_state, documents},
         write_transaction,
     },
-    domain::access::Role,
     error::ApiError,
 };
 
@@ -83,55 +82,18 @@ pub fn epoch(conn: &mut DbConnection) -> Result<String, ApiError> {
     )?)
 }
 
-/// What a device is allowed to see, as stored between pulls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scope {
-    pub all: bool,
-    pub provinces: BTreeSet<String>,
-    pub cooperatives: BTreeSet<String>,
+/// What a device is allowed to see, as stored between pulls: the one scope rule.
+pub use crate::domain::scope::Scope;
+
+/// The stored scope of a principal.
+fn scope_of(principal: &Principal) -> Scope {
+    Scope::of(principal.role, &principal.assignments)
 }
 
-impl Scope {
-    pub fn of(principal: &Principal) -> Self {
-        match principal.role {
-            Role::NationalAdmin => Scope {
-                all: true,
-                provinces: BTreeSet::new(),
-                cooperatives: BTreeSet::new(),
-            },
-            Role::ProvincialAdmin => Scope {
-                all: false,
-                provinces: principal.assignments.provinces.clone(),
-                cooperatives: BTreeSet::new(),
-            },
-            Role::Enumerator => Scope {
-                all: false,
-                provinces: principal.assignments.provinces.clone(),
-                cooperatives: principal.assignments.cooperatives.clone(),
-            },
-        }
-    }
-}
+use crate::db::scoped;
 
-/// Adds the scope condition on `documents` to a boxed query.
-macro_rules! scoped {
-    ($query:expr, $scope:expr) => {{
-        let scope: &Scope = $scope;
-        let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
-        let coops: Vec<String> = scope.cooperatives.iter().cloned().collect();
-        if scope.all {
-            $query
-        } else {
-            $query.filter(
-                documents::province_code
-                    .eq_any(provinces)
-                    .or(documents::cooperative_id.eq_any(coops)),
-            )
-        }
-    }};
-}
-
-fn docs_in(conn: &mut DbConnection, scope: &Scope) -> QueryResult<BTreeSet<String>> {
+/// The documents in `scope` (the SQL form of the rule).
+pub fn docs_in(conn: &mut DbConnection, scope: &Scope) -> QueryResult<BTreeSet<String>> {
     let query = scoped!(documents::table.select(documents::id).into_boxed(), scope);
     Ok(query.load::<String>(conn)?.into_iter().collect())
 }
@@ -318,17 +280,8 @@ pub struct ScopeMove {
     pub after: (Option<String>, Option<String>),
 }
 
-impl Scope {
-    /// The condition of `scoped!`, for one document.
-    fn sees(&self, (province, cooperative): &(Option<String>, Option<String>)) -> bool {
-        self.all
-            || province
-                .as_ref()
-                .is_some_and(|p| self.provinces.contains(p))
-            || cooperative
-                .as_ref()
-                .is_some_and(|c| self.cooperatives.contains(c))
-    }
+fn sees(scope: &Scope, (province, cooperative): &(Option<String>, Option<String>)) -> bool {
+    scope.sees(province.as_deref(), cooperative.as_deref())
 }
 
 /// Records each moved document for every device it entered or left: entered, its whole
@@ -357,7 +310,7 @@ pub fn record_moves(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), 
         let (mut backfill, mut departed) = (list(&backfill_json)?, list(&departed_json)?);
         let (old_backfill, old_departed) = (backfill.clone(), departed.clone());
         for m in moves {
-            match (scope.sees(&m.before), scope.sees(&m.after)) {
+            match (sees(&scope, &m.before), sees(&scope, &m.after)) {
                 (false, true) => {
                     backfill.insert(m.doc_id.clone());
                     departed.remove(&m.doc_id);
@@ -416,7 +369,7 @@ pub fn pull(
     // the device is told to push all its changes again (`resync`).
     let resync = cursor_epoch.is_some_and(|e| e != epoch);
     let since = if resync { 0 } else { since };
-    let scope = Scope::of(principal);
+    let scope = scope_of(principal);
     let budget = max_bytes
         .unwrap_or(DEFAULT_BATCH_BYTES)
         .clamp(1024, MAX_PULL_BYTES);
@@ -456,7 +409,7 @@ pub fn pull(
         };
         // Every document served passes the scope rule now, whatever a list said when it
         // was written: an owed document that left the scope since is dropped, not sent.
-        if !scope.sees(&(doc.province_code.clone(), doc.cooperative_id.clone())) {
+        if !scope.sees(doc.province_code.as_deref(), doc.cooperative_id.as_deref()) {
             served.insert(doc_id);
             continue;
         }
@@ -524,60 +477,4 @@ pub fn pull(
         resync,
         more: more_changes || !backfill.is_empty() || requested_left,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::domain::access::Assignments;
-
-    /// `Scope::sees` (a device's stored scope, for documents that move) restates
-    /// `Actor::sees` (a signed-in principal, for pushes): every role, every assignment
-    /// over two provinces and two cooperatives, every placement of a record.
-    #[test]
-    fn a_stored_scope_sees_exactly_what_its_principal_sees() {
-        let subsets = |a: &str, b: &str| -> Vec<BTreeSet<String>> {
-            vec![
-                BTreeSet::new(),
-                [a.to_string()].into(),
-                [b.to_string()].into(),
-                [a.to_string(), b.to_string()].into(),
-            ]
-        };
-        let places = [None, Some("07"), Some("12")];
-        let coops = [None, Some("c1"), Some("c2")];
-        let mut checked = 0;
-        for role in [Role::NationalAdmin, Role::ProvincialAdmin, Role::Enumerator] {
-            for provinces in subsets("07", "12") {
-                for cooperatives in subsets("c1", "c2") {
-                    let principal = Principal {
-                        user_id: "u".into(),
-                        role,
-                        device_id: "d".into(),
-                        assignments: Assignments {
-                            provinces: provinces.clone(),
-                            cooperatives,
-                        },
-                        request_id: None,
-                    };
-                    let scope = Scope::of(&principal);
-                    for p in places {
-                        for c in coops {
-                            let place = (p.map(str::to_string), c.map(str::to_string));
-                            assert_eq!(
-                                scope.sees(&place),
-                                principal.actor().sees(p, c),
-                                "{role:?} {:?} {place:?}",
-                                principal.assignments
-                            );
-                            checked += 1;
-                        }
-                    }
-                }
-            }
-        }
-        assert_eq!(checked, 3 * 4 * 4 * 9);
-    }
 }

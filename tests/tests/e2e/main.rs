@@ -27,6 +27,7 @@ mod outside_review;
 mod replay;
 mod review;
 mod schema;
+mod scope;
 mod slowlink;
 mod sync;
 mod tokens;
