@@ -278,11 +278,13 @@ where
                 if body.len() < owed {
                     return Err(ApiError::RequestTimeout);
                 }
-                // Until the bytes so far no longer cover the rate.
-                Duration::from_secs_f64(
-                    (body.len() as f64 / limits.min_rate.max(1) as f64) - elapsed.as_secs_f64(),
-                )
-                .max(Duration::from_millis(100))
+                // Until the bytes so far no longer cover the rate (never negative: float
+                // rounding at the boundary must not make `Duration` panic).
+                let covered =
+                    (body.len() as f64 / limits.min_rate.max(1) as f64) - elapsed.as_secs_f64();
+                Duration::try_from_secs_f64(covered.max(0.0))
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(100))
             };
             let next = match tokio::time::timeout(wait, payload.next()).await {
                 Ok(next) => next,
