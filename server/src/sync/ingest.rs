@@ -529,19 +529,27 @@ fn ingest_document(
                 scope = Some((province.clone(), cooperative.clone()));
                 // Where the server places the cooperative: a record reached only through
                 // a cooperative assignment must stay in that cooperative's province.
-                let cooperative_province = match (doc_type, &row) {
-                    (DocType::Cooperative, Some(r)) => r.province_code.clone(),
-                    (DocType::Cooperative, None) => None,
-                    _ => match cooperative.as_deref() {
-                        Some(c) => projection::cooperative_province(conn, c)?,
-                        None => None,
-                    },
+                // Looked up only when it can decide: most writes are in the author's own
+                // provinces (or by an admin), and then the cooperative's province does not
+                // matter.
+                let actor = principal.actor();
+                let visible = if actor.may_place(province.as_deref(), None, None) {
+                    true
+                } else {
+                    let cooperative_province = match (doc_type, &row) {
+                        (DocType::Cooperative, Some(r)) => r.province_code.clone(),
+                        (DocType::Cooperative, None) => None,
+                        _ => match cooperative.as_deref() {
+                            Some(c) => projection::cooperative_province(conn, c)?,
+                            None => None,
+                        },
+                    };
+                    actor.may_place(
+                        province.as_deref(),
+                        cooperative.as_deref(),
+                        cooperative_province.as_deref(),
+                    )
                 };
-                let visible = principal.actor().may_place(
-                    province.as_deref(),
-                    cooperative.as_deref(),
-                    cooperative_province.as_deref(),
-                );
                 // A new member of a cooperative the server has not received yet (it is in
                 // a later batch of the same week offline) is kept; its scope follows
                 // when the cooperative arrives (`store::rescope_members`).
