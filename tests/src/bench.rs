@@ -271,6 +271,37 @@ pub struct BackendReport {
     pub large_document_ms: Vec<(usize, f64)>,
 }
 
+/// The benchmark's HTTP agent (long timeout, statuses as values).
+pub fn bench_agent() -> ureq::Agent {
+    agent()
+}
+
+/// The benchmark admin, signed in on a new device.
+pub fn bench_admin(agent: &ureq::Agent, addr: &str) -> Result<Tablet, String> {
+    Tablet::login(agent, addr, ADMIN, ADMIN_PASSWORD)
+}
+
+/// Creates an enumerator of `province` (the benchmark's password).
+pub fn bench_enumerator(
+    agent: &ureq::Agent,
+    addr: &str,
+    token: &str,
+    user: &str,
+    province: &str,
+) -> Result<(), String> {
+    create_account(
+        agent,
+        addr,
+        token,
+        serde_json::json!({"username": user, "password": ADMIN_PASSWORD, "role": "enumerator", "provinces": [province]}),
+    )
+}
+
+/// Signs a benchmark account in on a new device.
+pub fn bench_login(agent: &ureq::Agent, addr: &str, user: &str) -> Result<Tablet, String> {
+    Tablet::login(agent, addr, user, ADMIN_PASSWORD)
+}
+
 fn admin_token(agent: &ureq::Agent, addr: &str) -> Result<String, String> {
     let t = Tablet::login(agent, addr, ADMIN, ADMIN_PASSWORD)?;
     Ok(t.session.access)

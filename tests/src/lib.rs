@@ -36,6 +36,7 @@ pub mod process;
 pub mod sim;
 pub mod slowlink;
 pub mod tablet;
+pub mod workload;
 
 /// Signing key used by test servers, so the token battery can forge tokens with it.
 pub const TEST_JWT_SECRET: &str = "test-only-signing-key-0123456789abcdef0123456789";

@@ -30,6 +30,8 @@ pub struct HttpTransport {
     /// When set, an expired access token is renewed with it (as a tablet does between
     /// long syncs) and the request repeated.
     pub refresh_token: Option<String>,
+    /// Send bodies gzip-compressed (the default) or as plain JSON.
+    pub gzip: bool,
 }
 
 impl HttpTransport {
@@ -49,6 +51,7 @@ impl HttpTransport {
             recorded: None,
             busy_retries: 0,
             refresh_token: None,
+            gzip: true,
         }
     }
 
@@ -111,19 +114,24 @@ impl HttpTransport {
     /// Like `post`, with connection failures as errors (a server that was just killed).
     pub fn try_post(&mut self, request: &SyncRequest) -> Result<(u16, serde_json::Value), String> {
         let json = serde_json::to_vec(request).expect("serialize");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&json).expect("gzip");
-        let body = gz.finish().expect("gzip");
+        let body = if self.gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&json).expect("gzip");
+            gz.finish().expect("gzip")
+        } else {
+            json
+        };
         self.bytes_up += body.len();
-        let response = self
+        let mut post = self
             .agent
             .post(&self.url)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json")
-            .header("content-encoding", "gzip")
-            .header("accept-encoding", "gzip")
-            .send(&body[..])
-            .map_err(|e| e.to_string())?;
+            .header("accept-encoding", "gzip");
+        if self.gzip {
+            post = post.header("content-encoding", "gzip");
+        }
+        let response = post.send(&body[..]).map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         self.server_ms += response
             .headers()

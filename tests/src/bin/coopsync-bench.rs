@@ -6,6 +6,7 @@
 //! target/release/coopsync-bench            # national scale
 //! target/release/coopsync-bench --quick    # under a minute (CI)
 //! target/release/coopsync-bench --large-document   # only the one-large-session phase
+//! target/release/coopsync-bench --workload         # only the reference workload grid
 //! ```
 
 use coopsync_tests::{Backend, bench};
@@ -14,6 +15,7 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let large_only = args.iter().any(|a| a == "--large-document");
+    let workload_only = args.iter().any(|a| a == "--workload");
     let only = args
         .iter()
         .position(|a| a == "--backend")
@@ -31,6 +33,48 @@ fn main() -> std::process::ExitCode {
             bin.display()
         );
         return std::process::ExitCode::FAILURE;
+    }
+    // The reference server's workload (issue 17): a grid of T tablets x D documents, gzip
+    // and plain bodies, default JS types and canonical ones. CI runs the quick grid.
+    let grid: Vec<(usize, usize)> = if quick {
+        vec![(10, 4)]
+    } else {
+        vec![(10, 5), (50, 5), (50, 20), (200, 5), (200, 20)]
+    };
+    let mut rows = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let name = if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        if only.as_deref().is_some_and(|o| o != name) || large_only {
+            continue;
+        }
+        'cells: for &(t, d) in &grid {
+            for gzip in [true, false] {
+                for canonical in [false, true] {
+                    eprintln!(
+                        "bench: {name}: workload {t} x {d}, gzip {gzip}, canonical {canonical}"
+                    );
+                    match coopsync_tests::workload::run_cell(&bin, backend, t, d, gzip, canonical) {
+                        Ok(r) => rows.push(r),
+                        Err(e) if backend == Backend::Postgres => {
+                            eprintln!("NOTICE: PostgreSQL workload skipped: {e}");
+                            break 'cells;
+                        }
+                        Err(e) => {
+                            eprintln!("coopsync-bench: {e}");
+                            return std::process::ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if workload_only {
+        println!("{}", coopsync_tests::workload::table(&rows));
+        return std::process::ExitCode::SUCCESS;
     }
     let mut reports = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -61,6 +105,7 @@ fn main() -> std::process::ExitCode {
         println!("{}", bench::large_document_table(&reports, &sizes));
     } else {
         println!("{}", bench::table(&reports, &sizes));
+        println!("{}", coopsync_tests::workload::table(&rows));
     }
     std::process::ExitCode::SUCCESS
 }
