@@ -281,20 +281,15 @@ pub fn bench_admin(agent: &ureq::Agent, addr: &str) -> Result<Tablet, String> {
     Tablet::login(agent, addr, ADMIN, ADMIN_PASSWORD)
 }
 
-/// Creates an enumerator of `province` (the benchmark's password).
+/// Creates an enumerator assigned to one cooperative (the benchmark's password).
 pub fn bench_enumerator(
     agent: &ureq::Agent,
     addr: &str,
     token: &str,
     user: &str,
-    province: &str,
+    cooperative: &str,
 ) -> Result<(), String> {
-    create_account(
-        agent,
-        addr,
-        token,
-        serde_json::json!({"username": user, "password": ADMIN_PASSWORD, "role": "enumerator", "provinces": [province]}),
-    )
+    create_enumerator(agent, addr, token, user, cooperative)
 }
 
 /// Signs a benchmark account in on a new device.

@@ -119,8 +119,8 @@ fn make_docs(t: &mut Tablet, docs: usize, canonical: bool, coop: &str) {
     }
 }
 
-/// One cell: a fresh server, `tablets` enumerators of province 07 with `docs` documents
-/// each, all syncing at once.
+/// One cell: a fresh server, `tablets` enumerators (one cooperative each) with `docs`
+/// documents each, all syncing at once.
 #[allow(clippy::too_many_arguments, reason = "one grid cell, named")]
 pub fn run_cell(
     bin: &std::path::Path,
@@ -134,16 +134,22 @@ pub fn run_cell(
     let agent = crate::bench::bench_agent();
     let mut admin = crate::bench::bench_admin(&agent, &server.addr)?;
     let token = admin.session.access.clone();
-    let coop = admin.create_cooperative("07", "Workload");
+    // One cooperative per tablet: each tablet sees its own documents only, as in the
+    // reference workload (every client syncs its own documents), so no tablet waits to
+    // pull the others' work.
+    let coops: Vec<String> = (0..tablets)
+        .map(|i| admin.create_cooperative("07", &format!("Workload {i}")))
+        .collect();
     admin.sync();
     let mut ts = Vec::with_capacity(tablets);
-    for i in 0..tablets {
+    for (i, coop) in coops.iter().enumerate() {
         let user = format!("wl.{i}");
-        crate::bench::bench_enumerator(&agent, &server.addr, &token, &user, "07")?;
+        crate::bench::bench_enumerator(&agent, &server.addr, &token, &user, coop)?;
         let mut t = crate::bench::bench_login(&agent, &server.addr, &user)?;
+        t.sync();
         t.transport.gzip = gzip;
         t.client.batch_bytes = 4 * 1024 * 1024;
-        make_docs(&mut t, docs, canonical, &coop);
+        make_docs(&mut t, docs, canonical, coop);
         ts.push(t);
     }
     let barrier = std::sync::Barrier::new(tablets);
