@@ -192,8 +192,8 @@ pub fn edit_as(
     };
     // Validated like a tablet's values: a value that breaks its field's rule is refused
     // and the transaction rolls the change back.
-    let (_, doc) = super::current(conn, &doc_id)?;
-    let broken: Vec<FieldError> = findings(doc_type, &doc)
+    let doc = &committed.doc;
+    let broken: Vec<FieldError> = findings(doc_type, doc)
         .into_iter()
         .filter(|f| req.fields.contains_key(&f.field))
         .map(|f| FieldError::new(&f.field, &f.code, f.message))
@@ -202,7 +202,7 @@ pub fn edit_as(
         return Err(ApiError::Validation(broken));
     }
     // And still in the admin's scope afterwards.
-    let (p, c) = projection::scope_of(conn, &doc_id, doc_type, &doc)?;
+    let (p, c) = projection::scope_of(conn, &doc_id, doc_type, doc)?;
     if !principal
         .actor()
         .may_place(p.as_deref(), c.as_deref(), None)

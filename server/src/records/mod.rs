@@ -60,6 +60,9 @@ pub enum CommitError {
 pub struct Committed {
     pub hash: String,
     pub doc_type: DocType,
+    /// The document with the change, as stored: callers validate it without reading the
+    /// snapshot back.
+    pub doc: Automerge,
 }
 
 /// The document as stored now (for reading before an edit; no lock).
@@ -123,6 +126,7 @@ pub fn commit(
     let mut owners: HashMap<String, (String, String)> =
         store::actor_owners(conn, &[actor.to_hex_string()])?;
     let mut batch = Batch::default();
+    let stored = doc.clone();
     ingest::store_applied(
         conn,
         who,
@@ -141,6 +145,7 @@ pub fn commit(
     Ok(Committed {
         hash: candidate.hash,
         doc_type,
+        doc: stored,
     })
 }
 

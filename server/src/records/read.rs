@@ -105,6 +105,21 @@ type Row2 = (
     NaiveDateTime,
 );
 
+/// A Khmer name column matching the pattern `p`, or `name_latin` matching it in any case:
+/// the name search of members and cooperatives.
+macro_rules! name_matches {
+    ($khmer:expr, $p:expr) => {
+        $khmer
+            .like($p.clone())
+            .escape('\\')
+            .or(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(name_latin) LIKE ")
+                    .bind::<diesel::sql_types::Text, _>($p.clone())
+                    .sql(" ESCAPE '\\'"),
+            )
+    };
+}
+
 /// The search text as stored names are compared: zero-width characters dropped,
 /// spaces collapsed, Latin letters lower-cased.
 fn normalise(q: &str) -> String {
@@ -170,14 +185,7 @@ pub fn list(
                 query = query.filter(members::id.eq_any(in_scope()));
             }
             if let Some(p) = &pattern {
-                query =
-                    query.filter(
-                        members::full_name_khmer.like(p.clone()).escape('\\').or(
-                            diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(name_latin) LIKE ")
-                                .bind::<diesel::sql_types::Text, _>(p.clone())
-                                .sql(" ESCAPE '\\'"),
-                        ),
-                    );
+                query = query.filter(name_matches!(members::full_name_khmer, p));
             }
             if let Some(p) = &q.province {
                 query = query.filter(members::province_code.eq(p.clone()));
@@ -224,14 +232,7 @@ pub fn list(
                 query = query.filter(cooperatives::id.eq_any(in_scope()));
             }
             if let Some(p) = &pattern {
-                query =
-                    query.filter(
-                        cooperatives::name_khmer.like(p.clone()).escape('\\').or(
-                            diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(name_latin) LIKE ")
-                                .bind::<diesel::sql_types::Text, _>(p.clone())
-                                .sql(" ESCAPE '\\'"),
-                        ),
-                    );
+                query = query.filter(name_matches!(cooperatives::name_khmer, p));
             }
             if let Some(p) = &q.province {
                 query = query.filter(cooperatives::province_code.eq(p.clone()));

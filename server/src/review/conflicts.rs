@@ -362,8 +362,8 @@ pub fn resolve(
     };
     // Validated like a tablet's value: a typed value that breaks a rule of its field is
     // refused (the transaction rolls the change back).
-    let (doc_type, doc) = records::current(conn, &document_id)?;
-    let broken: Vec<FieldError> = findings(doc_type, &doc)
+    let (doc_type, doc) = (committed.doc_type, &committed.doc);
+    let broken: Vec<FieldError> = findings(doc_type, doc)
         .into_iter()
         .filter(|f| f.field == field)
         .map(|f| FieldError::new("value", &f.code, f.message))
