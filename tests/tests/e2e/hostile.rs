@@ -12,11 +12,11 @@ use sync_protocol::{
     messages::{DocChanges, SyncRequest},
 };
 
-fn b64(bytes: &[u8]) -> String {
+pub(super) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn push(
+pub(super) fn push(
     tablet: &mut Tablet,
     doc_id: &str,
     doc_type: &str,
@@ -36,7 +36,7 @@ fn push(
     body["push"][0].clone()
 }
 
-fn craft(change: &Change, edit: impl FnOnce(&mut automerge::ExpandedChange)) -> Vec<u8> {
+pub(super) fn craft(change: &Change, edit: impl FnOnce(&mut automerge::ExpandedChange)) -> Vec<u8> {
     let mut expanded = change.decode();
     edit(&mut expanded);
     Change::from(expanded).raw_bytes().to_vec()

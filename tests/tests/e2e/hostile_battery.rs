@@ -8,14 +8,12 @@
 use std::{io::Write as _, path::Path, process::Command, time::Duration};
 
 use automerge::{AutoCommit, Automerge, Change, ROOT, transaction::Transactable};
-use base64::Engine as _;
 use coopsync::db::schema::{changes, documents};
 use coopsync_tests::{Backend, PASSWORD, TempDir, TestDb, notice, tablet::Tablet};
+
+use super::hostile::{b64, push};
+
 use diesel::prelude::*;
-use sync_protocol::{
-    PROTOCOL_VERSION,
-    messages::{DocChanges, SyncRequest},
-};
 
 /// What one request may add to the database at most: 256 quarantine rows of 64 KiB and a
 /// summary row, audit and index overhead, and 2,000 held changes only once per device.
@@ -28,24 +26,6 @@ fn vm_rss_mb(pid: u32) -> f64 {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn push(t: &mut Tablet, doc_id: &str, changes: &[Vec<u8>]) -> u16 {
-    t.transport
-        .post(&SyncRequest {
-            protocol_version: PROTOCOL_VERSION,
-            push: vec![DocChanges {
-                doc_id: doc_id.into(),
-                doc_type: "cooperative".into(),
-                changes: changes.iter().map(|c| b64(c)).collect(),
-            }],
-            ..SyncRequest::default()
-        })
-        .0
 }
 
 fn db_bytes(path: &str) -> u64 {
@@ -96,43 +76,24 @@ fn after_the_hostile_battery_every_record_loads_in_rust_and_javascript() {
         let (first, mut all) = super::hostile_shapes::cases(0xc1 + i as u8);
         let case = all.swap_remove(i);
         let id = uuid::Uuid::new_v4().to_string();
-        assert_eq!(
-            push(&mut t, &id, &[first.clone(), case.second]),
-            200,
-            "{}",
-            case.name
-        );
+        push(&mut t, &id, "cooperative", &[first.clone(), case.second]);
         requests += 1;
     }
     // 1,000 damaged changes in one request, and 2,001 orphans in another.
     let (first, _) = super::hostile_shapes::cases(0xd0);
-    let damaged: Vec<Vec<u8>> = (0..1000u32)
-        .map(|i| {
-            let mut b = first.clone();
-            let n = b.len();
-            b[n - 1] ^= 0x55;
-            b.extend_from_slice(&i.to_le_bytes());
-            b
-        })
-        .collect();
-    assert_eq!(
-        push(&mut t, &uuid::Uuid::new_v4().to_string(), &damaged),
-        200
+    let damaged = super::hostile_shapes::damaged_changes(&first, 1000);
+    push(
+        &mut t,
+        &uuid::Uuid::new_v4().to_string(),
+        "cooperative",
+        &damaged,
     );
-    let template = Change::try_from(&first[..]).unwrap();
-    let orphans: Vec<Vec<u8>> = (0..2001u32)
-        .map(|i| {
-            let mut e = template.decode();
-            let mut h = [0u8; 32];
-            h[..4].copy_from_slice(&i.to_le_bytes());
-            e.deps = vec![automerge::ChangeHash(h)];
-            e.message = Some(format!("orphan {i}"));
-            Change::from(e).raw_bytes().to_vec()
-        })
-        .collect();
-    assert_eq!(
-        push(&mut t, &uuid::Uuid::new_v4().to_string(), &orphans),
-        200
+    let orphans = super::hostile_shapes::orphan_changes(&first, 2001);
+    push(
+        &mut t,
+        &uuid::Uuid::new_v4().to_string(),
+        "cooperative",
+        &orphans,
     );
     requests += 2;
     // 300 re-sealed mutations of a real history, 10 per request.
@@ -143,7 +104,7 @@ fn after_the_hostile_battery_every_record_loads_in_rust_and_javascript() {
     doc.commit();
     let target = uuid::Uuid::new_v4().to_string();
     let base = doc.get_changes(&[])[0].raw_bytes().to_vec();
-    assert_eq!(push(&mut t, &target, std::slice::from_ref(&base)), 200);
+    push(&mut t, &target, "cooperative", std::slice::from_ref(&base));
     for i in 0..5 {
         doc.put(ROOT, "village", format!("v{i}")).unwrap();
         doc.commit();
@@ -171,7 +132,7 @@ fn after_the_hostile_battery_every_record_loads_in_rust_and_javascript() {
                 b
             })
             .collect();
-        assert_eq!(push(&mut t, &target, &batch), 200);
+        push(&mut t, &target, "cooperative", &batch);
         requests += 1;
     }
 

@@ -16,35 +16,13 @@ use automerge::{
 };
 use coopsync::db::schema::{changes, documents};
 use coopsync_tests::{TestApp, dual_backend_tests, tablet::Tablet};
+
+use super::hostile::{craft, push};
 use diesel::prelude::*;
 use sync_protocol::{
     PROTOCOL_VERSION,
     messages::{DocChanges, SyncRequest},
 };
-
-fn push(
-    tablet: &mut Tablet,
-    doc_id: &str,
-    doc_type: &str,
-    changes: &[Vec<u8>],
-) -> serde_json::Value {
-    use base64::Engine as _;
-    let (status, body) = tablet.transport.post(&SyncRequest {
-        protocol_version: PROTOCOL_VERSION,
-        push: vec![DocChanges {
-            doc_id: doc_id.into(),
-            doc_type: doc_type.into(),
-            changes: changes
-                .iter()
-                .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
-                .collect(),
-        }],
-        pull: false,
-        ..SyncRequest::default()
-    });
-    assert_eq!(status, 200, "{body}");
-    body["push"][0].clone()
-}
 
 fn actor(n: u8) -> ActorId {
     ActorId::from(vec![n; 16])
@@ -65,12 +43,6 @@ fn last(doc: &mut AutoCommit) -> Change {
     doc.get_last_local_change().unwrap().clone()
 }
 
-fn craft(change: &Change, edit: impl FnOnce(&mut automerge::ExpandedChange)) -> Vec<u8> {
-    let mut expanded = change.decode();
-    edit(&mut expanded);
-    Change::from(expanded).raw_bytes().to_vec()
-}
-
 /// One case: its name, and the change to push after the base document's first change.
 pub(super) struct Case {
     pub(super) name: &'static str,
@@ -80,6 +52,35 @@ pub(super) struct Case {
 
 /// Every case, crafted on a base document of its own actor (`seed`): the same first
 /// change pushed for two documents would be refused as a collision.
+/// `n` copies of `first` with a damaged byte and a distinct tail: each refused with its
+/// own hash (checksum mismatch).
+pub(super) fn damaged_changes(first: &[u8], n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut b = first.to_vec();
+            let len = b.len();
+            b[len - 1 - (i as usize % 8)] ^= 0x55;
+            b.extend_from_slice(&i.to_le_bytes());
+            b
+        })
+        .collect()
+}
+
+/// `n` distinct changes made from `first`, each depending on a change nobody has.
+pub(super) fn orphan_changes(first: &[u8], n: u32) -> Vec<Vec<u8>> {
+    let template = Change::try_from(first).unwrap();
+    (0..n)
+        .map(|i| {
+            craft(&template, |c| {
+                let mut h = [0u8; 32];
+                h[..4].copy_from_slice(&i.to_le_bytes());
+                c.deps = vec![automerge::ChangeHash(h)];
+                c.message = Some(format!("orphan {i}"));
+            })
+        })
+        .collect()
+}
+
 pub(super) fn cases(seed: u8) -> (Vec<u8>, Vec<Case>) {
     let a = actor(seed);
     let mut doc = base_doc(a.clone());
@@ -343,15 +344,7 @@ fn quarantine_and_pending_are_bounded_per_request_and_device(app: &TestApp) {
     // 1,000 damaged changes in one request: each is answered, at most 256 are stored
     // (plus one summary row), and the request writes one audit row.
     let (first, _) = cases(0xb0);
-    let damaged: Vec<Vec<u8>> = (0..1000u32)
-        .map(|i| {
-            let mut b = first.clone();
-            let n = b.len();
-            b[n - 1 - (i as usize % 8)] ^= 0x55;
-            b.extend_from_slice(&i.to_le_bytes());
-            b
-        })
-        .collect();
+    let damaged = damaged_changes(&first, 1000);
     let r = push(&mut t, &doc_id, "cooperative", &damaged);
     assert_eq!(
         r["errors"].as_array().unwrap().len(),
@@ -386,17 +379,9 @@ fn quarantine_and_pending_are_bounded_per_request_and_device(app: &TestApp) {
     assert_eq!(stored.unwrap().len(), 64 * 1024);
 
     // Changes waiting on dependencies nobody has: 2,000 per device, then too_many_pending.
-    let template = Change::try_from(&first[..]).unwrap();
-    let orphans: Vec<String> = (0..2001u32)
-        .map(|i| {
-            let bytes = craft(&template, |c| {
-                let mut h = [0u8; 32];
-                h[..4].copy_from_slice(&i.to_le_bytes());
-                c.deps = vec![automerge::ChangeHash(h)];
-                c.message = Some(format!("orphan {i}"));
-            });
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        })
+    let orphans: Vec<String> = orphan_changes(&first, 2001)
+        .iter()
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
         .collect();
     let (status, body) = t.transport.post(&SyncRequest {
         protocol_version: PROTOCOL_VERSION,
