@@ -1,27 +1,35 @@
-//! Exports of the projected tables as CSV, limited to what the caller may see.
+//! Exports of the projected tables as CSV or XLSX, limited to what the caller may see and
+//! to the filters asked for, written a page of rows at a time into a `tabular::Sink` so
+//! that memory stays flat whatever the row count.
 //!
-//! Rows are sorted in Rust by byte order, not by the database's collation, so that the
-//! same data gives the same file on SQLite and on PostgreSQL whatever the locale.
+//! Rows come in key order (document id; for attendance, session then participant; serial
+//! id for conflicts, flags and audit), each page a new query after the last key, with a
+//! pooled connection held only for that query: a slow download never holds the pool.
 
-use std::fmt::Write as _;
-
-use chrono::{NaiveDateTime, SecondsFormat};
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
+use serde::Deserialize;
 
 use crate::{
     audit::AuditEvent,
     auth::Principal,
     db::{
-        DbConnection,
+        Database, DbConnection,
         schema::{
-            attendance, conflicts, cooperatives, documents, members, training_sessions,
+            attendance, audit_log, conflicts, cooperatives, documents, members, training_sessions,
             validation_flags,
         },
         write_transaction,
     },
+    domain::{access::Role, scope::Scope},
     error::ApiError,
-    sync::pull::Scope,
+    tabular::{Column, Format, Kind, Sink, TabularError, Value, col},
 };
+
+pub use crate::tabular::neutralise_formula;
+
+/// Rows per page read from the database.
+const PAGE: i64 = 2_000;
 
 /// The tables an admin can export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +40,19 @@ pub enum Dataset {
     Attendance,
     Conflicts,
     ValidationFlags,
+    /// National admins only.
+    Audit,
 }
 
 impl Dataset {
-    pub const ALL: [Dataset; 6] = [
+    pub const ALL: [Dataset; 7] = [
         Dataset::Cooperatives,
         Dataset::Members,
         Dataset::TrainingSessions,
         Dataset::Attendance,
         Dataset::Conflicts,
         Dataset::ValidationFlags,
+        Dataset::Audit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +63,7 @@ impl Dataset {
             Dataset::Attendance => "attendance",
             Dataset::Conflicts => "conflicts",
             Dataset::ValidationFlags => "validation_flags",
+            Dataset::Audit => "audit",
         }
     }
 
@@ -60,262 +72,530 @@ impl Dataset {
     }
 }
 
-/// One exported table: a header and rows of already formatted cells.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
-    pub columns: Vec<&'static str>,
-    pub rows: Vec<Vec<String>>,
+/// The filters of an export, as the query string gives them.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (default) or `xlsx`.
+    pub format: Option<String>,
+    /// Only records of this province (within the caller's scope).
+    pub province: Option<String>,
+    /// Sessions and attendance of this programme (`think_coop`, `start_coop`,
+    /// `follow_up`).
+    pub programme: Option<String>,
+    /// From this day (`YYYY-MM-DD`, inclusive): sessions and attendance by the session's
+    /// scheduled date, conflicts and flags by when they were detected, audit by its time.
+    pub from: Option<String>,
+    /// Up to this day (`YYYY-MM-DD`, inclusive).
+    pub to: Option<String>,
 }
 
-impl Table {
-    /// RFC 4180 CSV with CRLF line ends, preceded by a UTF-8 byte order mark so that
-    /// spreadsheet programs read Khmer text as UTF-8.
-    pub fn to_csv(&self) -> String {
-        let mut out = String::from("\u{feff}");
-        write_record(&mut out, self.columns.iter().copied());
-        for row in &self.rows {
-            write_record(&mut out, row.iter().map(String::as_str));
+/// Checked filters.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub province: Option<String>,
+    pub programme: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+impl Filter {
+    /// Checks the query's filters (a date that is not `YYYY-MM-DD`, a range that ends
+    /// before it starts: `400 invalid_query`).
+    pub fn parse(
+        province: Option<&str>,
+        programme: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Filter, ApiError> {
+        let day = |d: Option<&str>, what: &str| -> Result<Option<NaiveDate>, ApiError> {
+            d.filter(|d| !d.is_empty())
+                .map(|d| {
+                    NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("{what} must be a date YYYY-MM-DD"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let (from, to) = (day(from, "from")?, day(to, "to")?);
+        if let (Some(f), Some(t)) = (from, to)
+            && t < f
+        {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "to must not be before from",
+            ));
         }
-        out
+        let text = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+        Ok(Filter {
+            province: text(province),
+            programme: text(programme),
+            from,
+            to,
+        })
+    }
+
+    /// `from` as text, to compare with a `YYYY-MM-DD` column.
+    pub fn first_day(&self) -> Option<String> {
+        self.from.map(|d| d.format("%Y-%m-%d").to_string())
+    }
+
+    pub fn last_day(&self) -> Option<String> {
+        self.to.map(|d| d.format("%Y-%m-%d").to_string())
+    }
+
+    /// The range as server times: from midnight of `from` to before midnight after `to`.
+    fn start_time(&self) -> Option<NaiveDateTime> {
+        self.from.and_then(|d| d.and_hms_opt(0, 0, 0))
+    }
+
+    fn until_time(&self) -> Option<NaiveDateTime> {
+        self.to
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    }
+
+    /// The filters, for the audit row.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "province": self.province, "programme": self.programme,
+            "from": self.first_day(), "to": self.last_day(),
+        })
     }
 }
 
-/// A cell that a spreadsheet would run as a formula (OWASP CSV injection: a first
-/// character of `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, which
-/// Excel and LibreOffice show as text and hide; a plain number such as `-2` is left as it
-/// is. Tablet-entered text reaches these cells.
-pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
-    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    // A tab or carriage return never parses as a number, so they are always neutralised.
-    let plain_number = cell.parse::<f64>().is_ok_and(f64::is_finite);
-    if risky && !plain_number {
-        std::borrow::Cow::Owned(format!("'{cell}"))
-    } else {
-        std::borrow::Cow::Borrowed(cell)
-    }
-}
-
-fn write_record<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
-    for (i, cell) in cells.enumerate() {
-        if i > 0 {
-            out.push(',');
+impl ExportQuery {
+    pub fn format(&self) -> Result<Format, ApiError> {
+        match self.format.as_deref() {
+            None | Some("") => Ok(Format::Csv),
+            Some(f) => Format::parse(f).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "format must be csv or xlsx")
+            }),
         }
-        let cell = &*neutralise_formula(cell);
-        if cell.contains([',', '"', '\n', '\r']) {
-            let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
-        } else {
-            out.push_str(cell);
-        }
     }
-    out.push_str("\r\n");
-}
 
-/// How one stored value is written in a cell; absent values are empty cells.
-trait Cell {
-    fn cell(self) -> String;
-}
-
-impl Cell for String {
-    fn cell(self) -> String {
-        self
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        Filter::parse(
+            self.province.as_deref(),
+            self.programme.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+        )
     }
 }
 
-impl Cell for i64 {
-    fn cell(self) -> String {
-        self.to_string()
+/// Who may export `dataset`: admins, and for the audit log national admins only.
+pub fn authorize(principal: &Principal, dataset: Dataset) -> Result<(), ApiError> {
+    match dataset {
+        Dataset::Audit => principal.require_national_admin(),
+        _ => principal.require_admin(),
     }
 }
 
-impl Cell for f64 {
-    fn cell(self) -> String {
-        self.to_string()
+impl From<TabularError> for ApiError {
+    fn from(e: TabularError) -> Self {
+        ApiError::internal(e)
     }
 }
 
-impl Cell for NaiveDateTime {
-    fn cell(self) -> String {
-        crate::db::utc(self).to_rfc3339_opts(SecondsFormat::AutoSi, true)
-    }
-}
+/// Makes the sink once the columns are known.
+pub type MakeSink<'a> =
+    dyn FnMut(&[Column]) -> Result<Box<dyn Sink + Send>, TabularError> + Send + 'a;
 
-impl<T: Cell> Cell for Option<T> {
-    fn cell(self) -> String {
-        self.map(Cell::cell).unwrap_or_default()
-    }
-}
-
-/// Loads `columns` of `table`, restricted to documents in `scope` through `doc_key`,
-/// formatted and sorted by the first `sort_by` cells.
-macro_rules! load_table {
-    ($conn:expr, $scope:expr, $table:ident, $doc_key:ident, sort_by = $sort:expr,
-     [$($col:ident : $ty:ty),+ $(,)?]) => {{
-        let scope: &Scope = $scope;
-        let mut query = $table::table.select(($($table::$col,)+)).into_boxed();
+/// Restricts a boxed query by its document key `$key` to the caller's scope (the one SQL
+/// form of the rule), and the province asked. Each is its own sub-query: a boxed sub-query cannot run
+/// on both backends.
+macro_rules! place_filters {
+    ($q:expr, $key:expr, $scope:expr, $f:expr) => {{
+        let (scope, f): (&Scope, &Filter) = ($scope, $f);
+        let mut q = $q;
         if !scope.all {
-            query = query.filter(
-                $table::$doc_key.eq_any(
+            q = q.filter(
+                $key.eq_any(
                     documents::table
                         .select(documents::id)
                         .filter(crate::db::scope_condition!(scope)),
                 ),
             );
         }
-        #[allow(unused_parens)]
-        let loaded: Vec<($($ty,)+)> = query.load($conn)?;
-        let mut rows: Vec<Vec<String>> = loaded
-            .into_iter()
-            .map(|($($col,)+)| vec![$(Cell::cell($col)),+])
-            .collect();
-        let sort: usize = $sort;
-        rows.sort_by(|a, b| a[..sort].cmp(&b[..sort]));
-        Table { columns: vec![$(stringify!($col)),+], rows }
+        if let Some(p) = &f.province {
+            q = q.filter(
+                $key.eq_any(
+                    documents::table
+                        .select(documents::id)
+                        .filter(documents::province_code.eq(p.clone())),
+                ),
+            );
+        }
+        q
     }};
 }
 
-/// Reads one dataset as the caller may see it. National admins see everything,
-/// provincial admins the records of their provinces; enumerators cannot export.
-pub fn read(
-    conn: &mut DbConnection,
+/// Restricts a boxed query by its session key `$key` to the programme and dates asked.
+macro_rules! session_filters {
+    ($q:expr, $key:expr, $f:expr) => {{
+        let f: &Filter = $f;
+        let mut q = $q;
+        if let Some(p) = &f.programme {
+            q = q.filter(
+                $key.eq_any(
+                    training_sessions::table
+                        .select(training_sessions::id)
+                        .filter(training_sessions::programme.eq(p.clone())),
+                ),
+            );
+        }
+        if let Some(d) = f.first_day() {
+            q = q.filter(
+                $key.eq_any(
+                    training_sessions::table
+                        .select(training_sessions::id)
+                        .filter(training_sessions::scheduled_date.ge(d)),
+                ),
+            );
+        }
+        if let Some(d) = f.last_day() {
+            q = q.filter(
+                $key.eq_any(
+                    training_sessions::table
+                        .select(training_sessions::id)
+                        .filter(training_sessions::scheduled_date.le(d)),
+                ),
+            );
+        }
+        q
+    }};
+}
+
+/// Pages through `$table` in `$key` order, each page filtered by `$filter` (a closure
+/// of the boxed query), writing the listed columns with their kinds.
+macro_rules! export_table {
+    ($db:expr, $make:expr, $table:ident, key = $key:ident : $kty:ty,
+     filter = $filter:expr, post = $post:expr,
+     [$($col:ident : $ty:ty => $kind:ident),+ $(,)?]) => {{
+        let columns = [$(col(stringify!($col), Kind::$kind)),+];
+        let mut sink = $make(&columns)?;
+        let mut after: Option<$kty> = None;
+        let mut count: u64 = 0;
+        loop {
+            #[allow(unused_parens)]
+            let rows: Vec<($($ty,)+)> = {
+                let mut conn = $db.get()?;
+                let mut query = $table::table
+                    .select(($($table::$col,)+))
+                    .order($table::$key)
+                    .limit(PAGE)
+                    .into_boxed();
+                if let Some(a) = after.clone() {
+                    query = query.filter($table::$key.gt(a));
+                }
+                let query = $filter(query);
+                query.load(&mut *conn)?
+            };
+            let last_page = (rows.len() as i64) < PAGE;
+            for ($($col,)+) in rows {
+                after = Some($key.clone());
+                let mut values = vec![$(Value::from($col)),+];
+                $post(&mut values);
+                sink.row(&values)?;
+                count += 1;
+            }
+            if last_page {
+                break;
+            }
+        }
+        sink.finish()?;
+        count
+    }};
+}
+
+/// Writes one dataset, as `principal` may see it and filtered by `filter`, into the sink
+/// `make` returns; answers the number of rows.
+pub fn write(
+    db: &Database,
     principal: &Principal,
     dataset: Dataset,
-) -> Result<Table, ApiError> {
-    principal.require_admin()?;
+    filter: &Filter,
+    make: &mut MakeSink<'_>,
+) -> Result<u64, ApiError> {
+    authorize(principal, dataset)?;
     let scope = principal.actor().scope();
-    let table = match dataset {
-        Dataset::Cooperatives => load_table!(conn, &scope, cooperatives, id, sort_by = 1, [
-            id: String,
-            name_khmer: Option<String>,
-            name_latin: Option<String>,
-            registration_number: Option<String>,
-            province_code: Option<String>,
-            district: Option<String>,
-            commune: Option<String>,
-            village: Option<String>,
-            status: Option<String>,
-            established_date: Option<String>,
-            updated_at: NaiveDateTime,
+    let f = filter.clone();
+    let national = principal.role == Role::NationalAdmin;
+    let none = |_: &mut Vec<Value>| {};
+    let rows = match dataset {
+        Dataset::Cooperatives => export_table!(db, make, cooperatives, key = id: String,
+            filter = |q: cooperatives::BoxedQuery<'static, _, _>| place_filters!(q, cooperatives::id, &scope, &f),
+            post = none, [
+            id: String => Text,
+            name_khmer: Option<String> => Text,
+            name_latin: Option<String> => Text,
+            registration_number: Option<String> => Text,
+            province_code: Option<String> => Text,
+            district: Option<String> => Text,
+            commune: Option<String> => Text,
+            village: Option<String> => Text,
+            status: Option<String> => Text,
+            established_date: Option<String> => Date,
+            updated_at: NaiveDateTime => Timestamp,
         ]),
-        Dataset::Members => load_table!(conn, &scope, members, id, sort_by = 1, [
-            id: String,
-            cooperative_id: Option<String>,
-            full_name_khmer: Option<String>,
-            name_latin: Option<String>,
-            sex: Option<String>,
-            year_of_birth: Option<i64>,
-            phone: Option<String>,
-            province_code: Option<String>,
-            village: Option<String>,
-            role: Option<String>,
-            joined_date: Option<String>,
-            updated_at: NaiveDateTime,
+        Dataset::Members => export_table!(db, make, members, key = id: String,
+            filter = |q: members::BoxedQuery<'static, _, _>| place_filters!(q, members::id, &scope, &f),
+            post = none, [
+            id: String => Text,
+            cooperative_id: Option<String> => Text,
+            full_name_khmer: Option<String> => Text,
+            name_latin: Option<String> => Text,
+            sex: Option<String> => Text,
+            year_of_birth: Option<i64> => Integer,
+            phone: Option<String> => Text,
+            province_code: Option<String> => Text,
+            village: Option<String> => Text,
+            role: Option<String> => Text,
+            joined_date: Option<String> => Date,
+            updated_at: NaiveDateTime => Timestamp,
         ]),
-        Dataset::TrainingSessions => {
-            load_table!(conn, &scope, training_sessions, id, sort_by = 1, [
-                id: String,
-                programme: Option<String>,
-                module: Option<String>,
-                cooperative_id: Option<String>,
-                group_name: Option<String>,
-                province_code: Option<String>,
-                location: Option<String>,
-                facilitators: String,
-                scheduled_date: Option<String>,
-                start_time: Option<String>,
-                end_time: Option<String>,
-                planned_hours: Option<f64>,
-                status: Option<String>,
-                updated_at: NaiveDateTime,
-            ])
-        }
-        Dataset::Attendance => load_table!(conn, &scope, attendance, session_id, sort_by = 2, [
-            session_id: String,
-            participant_id: String,
-            member_id: Option<String>,
-            name: Option<String>,
-            sex: Option<String>,
-            age: Option<i64>,
-            phone: Option<String>,
-            status: Option<String>,
-            hours: Option<f64>,
-            recorded_by: Option<String>,
-            recorded_at: Option<NaiveDateTime>,
+        Dataset::TrainingSessions => export_table!(db, make, training_sessions, key = id: String,
+            filter = |q: training_sessions::BoxedQuery<'static, _, _>| {
+                // Its own columns: a sub-query of the same table is not allowed.
+                let mut q = place_filters!(q, training_sessions::id, &scope, &f);
+                if let Some(p) = &f.programme {
+                    q = q.filter(training_sessions::programme.eq(p.clone()));
+                }
+                if let Some(d) = f.first_day() {
+                    q = q.filter(training_sessions::scheduled_date.ge(d));
+                }
+                if let Some(d) = f.last_day() {
+                    q = q.filter(training_sessions::scheduled_date.le(d));
+                }
+                q
+            },
+            post = none, [
+            id: String => Text,
+            programme: Option<String> => Text,
+            module: Option<String> => Text,
+            cooperative_id: Option<String> => Text,
+            group_name: Option<String> => Text,
+            province_code: Option<String> => Text,
+            location: Option<String> => Text,
+            facilitators: String => Text,
+            scheduled_date: Option<String> => Date,
+            start_time: Option<String> => Text,
+            end_time: Option<String> => Text,
+            planned_hours: Option<f64> => Number,
+            status: Option<String> => Text,
+            updated_at: NaiveDateTime => Timestamp,
         ]),
-        // The serial id comes last in the sort so that the order does not depend on
-        // the order in which one backend happened to insert.
-        Dataset::Conflicts => load_table!(conn, &scope, conflicts, document_id, sort_by = 3, [
-            document_id: String,
-            field: String,
-            status: String,
-            id: i64,
-            candidates: String,
-            winner: String,
-            detected_at: NaiveDateTime,
-            updated_at: NaiveDateTime,
+        Dataset::Attendance => write_attendance(db, make, |q| {
+            let q = place_filters!(q, attendance::session_id, &scope, &f);
+            session_filters!(q, attendance::session_id, &f)
+        })?,
+        Dataset::Conflicts => export_table!(db, make, conflicts, key = id: i64,
+            filter = |q: conflicts::BoxedQuery<'static, _, _>| {
+                let q = place_filters!(q, conflicts::document_id, &scope, &f);
+                let q = match f.start_time() { Some(t) => q.filter(conflicts::detected_at.ge(t)), None => q };
+                match f.until_time() { Some(t) => q.filter(conflicts::detected_at.lt(t)), None => q }
+            },
+            post = |values: &mut Vec<Value>| if !national { redact_devices(&mut values[4]) }, [
+            id: i64 => Integer,
+            document_id: String => Text,
+            field: String => Text,
+            status: String => Text,
+            candidates: String => Text,
+            winner: String => Text,
+            detected_at: NaiveDateTime => Timestamp,
+            updated_at: NaiveDateTime => Timestamp,
+            resolved_by: Option<String> => Text,
+            resolved_at: Option<NaiveDateTime> => Timestamp,
+            resolution: Option<String> => Text,
+            resolution_change: Option<String> => Text,
         ]),
-        Dataset::ValidationFlags => {
-            load_table!(conn, &scope, validation_flags, document_id, sort_by = 4, [
-                document_id: String,
-                code: String,
-                field: String,
-                message: String,
-                id: i64,
-                detected_at: NaiveDateTime,
-                status: String,
-                accepted_by: Option<String>,
-                note: Option<String>,
-                fixed_by_change: Option<String>,
-            ])
-        }
+        Dataset::ValidationFlags => export_table!(db, make, validation_flags, key = id: i64,
+            filter = |q: validation_flags::BoxedQuery<'static, _, _>| {
+                let q = place_filters!(q, validation_flags::document_id, &scope, &f);
+                let q = match f.start_time() { Some(t) => q.filter(validation_flags::detected_at.ge(t)), None => q };
+                match f.until_time() { Some(t) => q.filter(validation_flags::detected_at.lt(t)), None => q }
+            },
+            post = none, [
+            id: i64 => Integer,
+            document_id: String => Text,
+            code: String => Text,
+            field: String => Text,
+            message: String => Text,
+            detected_at: NaiveDateTime => Timestamp,
+            status: String => Text,
+            accepted_by: Option<String> => Text,
+            accepted_at: Option<NaiveDateTime> => Timestamp,
+            accepted_value: Option<String> => Text,
+            note: Option<String> => Text,
+            fixed_at: Option<NaiveDateTime> => Timestamp,
+            fixed_by_change: Option<String> => Text,
+        ]),
+        Dataset::Audit => export_table!(db, make, audit_log, key = id: i64,
+            filter = |q: audit_log::BoxedQuery<'static, _, _>| {
+                let q = match f.start_time() { Some(t) => q.filter(audit_log::occurred_at.ge(t)), None => q };
+                match f.until_time() { Some(t) => q.filter(audit_log::occurred_at.lt(t)), None => q }
+            },
+            post = none, [
+            id: i64 => Integer,
+            occurred_at: NaiveDateTime => Timestamp,
+            actor_user_id: Option<String> => Text,
+            device_id: Option<String> => Text,
+            action: String => Text,
+            target_type: Option<String> => Text,
+            target_id: Option<String> => Text,
+            outcome: String => Text,
+            request_id: Option<String> => Text,
+            details: String => Text,
+        ]),
     };
-    Ok(redact_devices(principal, dataset, table))
+    Ok(rows)
+}
+
+type AttendanceQuery = attendance::BoxedQuery<'static, crate::db::DbBackend>;
+type AttendanceRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<NaiveDateTime>,
+);
+
+/// Attendance pages by session (all of a page's sessions' entries at once, then sorted by
+/// participant in byte order), so the order is the same on both backends whatever the
+/// collation of the free-form participant ids.
+fn write_attendance(
+    db: &Database,
+    make: &mut MakeSink<'_>,
+    filter: impl Fn(AttendanceQuery) -> AttendanceQuery,
+) -> Result<u64, ApiError> {
+    let columns = [
+        col("session_id", Kind::Text),
+        col("participant_id", Kind::Text),
+        col("member_id", Kind::Text),
+        col("name", Kind::Text),
+        col("sex", Kind::Text),
+        col("age", Kind::Integer),
+        col("phone", Kind::Text),
+        col("status", Kind::Text),
+        col("hours", Kind::Number),
+        col("recorded_by", Kind::Text),
+        col("recorded_at", Kind::Timestamp),
+    ];
+    let mut sink = make(&columns)?;
+    let mut after = String::new();
+    let mut count = 0u64;
+    loop {
+        let mut conn = db.get()?;
+        let sessions: Vec<String> = filter(
+            attendance::table
+                .filter(attendance::session_id.gt(after.clone()))
+                .into_boxed(),
+        )
+        .select(attendance::session_id)
+        .distinct()
+        .order(attendance::session_id)
+        .limit(PAGE / 20)
+        .load(&mut *conn)?;
+        let Some(last) = sessions.last().cloned() else {
+            break;
+        };
+        let mut rows: Vec<AttendanceRow> = filter(
+            attendance::table
+                .filter(attendance::session_id.eq_any(sessions))
+                .into_boxed(),
+        )
+        .select((
+            attendance::session_id,
+            attendance::participant_id,
+            attendance::member_id,
+            attendance::name,
+            attendance::sex,
+            attendance::age,
+            attendance::phone,
+            attendance::status,
+            attendance::hours,
+            attendance::recorded_by,
+            attendance::recorded_at,
+        ))
+        .load(&mut *conn)?;
+        drop(conn);
+        rows.sort_by(|a, b| {
+            (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
+        });
+        for (s, p, m, n, sex, age, phone, st, h, by, at) in rows {
+            sink.row(&[
+                s.into(),
+                p.into(),
+                m.into(),
+                n.into(),
+                sex.into(),
+                age.into(),
+                phone.into(),
+                st.into(),
+                h.into(),
+                by.into(),
+                at.into(),
+            ])?;
+            count += 1;
+        }
+        after = last;
+    }
+    sink.finish()?;
+    Ok(count)
 }
 
 /// Device ids name other people's tablets (national admins' included): only national
 /// admins get them in the conflicts' `candidates`; others see the user and the time.
-fn redact_devices(principal: &Principal, dataset: Dataset, mut table: Table) -> Table {
-    if dataset != Dataset::Conflicts || principal.role == crate::domain::access::Role::NationalAdmin
-    {
-        return table;
-    }
-    let Some(col) = table.columns.iter().position(|c| *c == "candidates") else {
-        return table;
+fn redact_devices(cell: &mut Value) {
+    let Value::Text(text) = cell else {
+        return;
     };
-    for row in &mut table.rows {
-        if let Ok(serde_json::Value::Array(mut values)) = serde_json::from_str(&row[col]) {
-            for v in &mut values {
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("device_id");
-                }
+    if let Ok(serde_json::Value::Array(mut values)) = serde_json::from_str(text) {
+        for v in &mut values {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("device_id");
             }
-            row[col] = serde_json::Value::Array(values).to_string();
         }
+        *text = serde_json::Value::Array(values).to_string();
     }
-    table
 }
 
-/// Reads a dataset and records the download in the audit log (exports hold names and
-/// phone numbers, so who took which file matters).
-pub fn export(
+/// Records a download in the audit log before it starts (exports hold names and phone
+/// numbers, so who took which file, with which filters, matters).
+pub fn audit(
     conn: &mut DbConnection,
     principal: &Principal,
-    dataset: Dataset,
-) -> Result<Table, ApiError> {
-    let table = read(conn, principal, dataset)?;
+    what: &str,
+    target_type: &str,
+    format: Format,
+    filter: &Filter,
+) -> Result<(), ApiError> {
     write_transaction(conn, |conn| {
         AuditEvent {
             actor_user_id: Some(&principal.user_id),
             device_id: Some(&principal.device_id),
             action: "export",
-            target_type: Some("dataset"),
-            target_id: Some(dataset.as_str()),
+            target_type: Some(target_type),
+            target_id: Some(what),
             outcome: "success",
             request_id: principal.request_id.as_deref(),
-            details: Some(serde_json::json!({ "rows": table.rows.len() })),
+            details: Some(serde_json::json!({
+                "format": format.extension(), "filters": filter.to_json(),
+            })),
         }
         .record(conn)
     })?;
-    Ok(table)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -323,49 +603,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_quotes_only_what_needs_quoting() {
-        let table = Table {
-            columns: vec!["a", "b"],
-            rows: vec![
-                vec!["plain".into(), "with, comma".into()],
-                vec!["say \"hi\"".into(), "two\nlines".into()],
-                vec!["សហករណ៍".into(), String::new()],
-            ],
-        };
-        assert_eq!(
-            table.to_csv(),
-            "\u{feff}a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",\"two\nlines\"\r\n\
-             សហករណ៍,\r\n"
-        );
-    }
-
-    #[test]
-    fn cells_that_would_run_as_formulas_are_neutralised() {
-        for risky in [
-            "=HYPERLINK(\"http://x\",\"y\")",
-            "@SUM(A1)",
-            "+cmd|' /C calc'!A0",
-            "-2+3",
-            "\t=1",
-            "\r=1",
-        ] {
-            assert_eq!(neutralise_formula(risky), format!("'{risky}"), "{risky:?}");
-        }
-        for safe in ["-2", "+855", "-1.5", "សុខ", "a=b", ""] {
-            assert_eq!(neutralise_formula(safe), safe, "{safe:?}");
-        }
-        let table = Table {
-            columns: vec!["name"],
-            rows: vec![vec!["=1+1".into()]],
-        };
-        assert_eq!(table.to_csv(), "\u{feff}name\r\n'=1+1\r\n");
-    }
-
-    #[test]
     fn every_dataset_name_round_trips() {
         for d in Dataset::ALL {
             assert_eq!(Dataset::parse(d.as_str()), Some(d));
         }
         assert_eq!(Dataset::parse("users"), None);
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        assert!(Filter::parse(None, None, Some("2026-01-01"), Some("2026-12-31")).is_ok());
+        for (from, to) in [("2026-13-01", "2026-12-31"), ("2026-02-01", "2026-01-31")] {
+            let e = Filter::parse(None, None, Some(from), Some(to)).unwrap_err();
+            assert_eq!(e.code(), "invalid_query");
+        }
     }
 }

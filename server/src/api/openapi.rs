@@ -158,6 +158,8 @@ impl Modify for CommonErrors {
         v1::records::edit_record,
         v1::records::record_history,
         v1::exports::export_dataset,
+        v1::reports::list_reports,
+        v1::reports::get_report,
         v1::sync::sync,
     ),
     modifiers(&BearerAuth, &CommonErrors),
@@ -169,7 +171,8 @@ impl Modify for CommonErrors {
         (name = "reference", description = "Reference data"),
         (name = "audit", description = "Audit log"),
         (name = "review", description = "Review queues: conflicts, validation flags, quarantine, waiting changes, record corrections and history; each decision is audited and, where data changes, a server change that tablets pull"),
-        (name = "exports", description = "CSV exports of the projected tables"),
+        (name = "exports", description = "CSV and XLSX exports of the projected tables, streamed"),
+        (name = "reports", description = "Programme figures: people trained, sessions and hours, cooperatives reached, age bands"),
         (name = "sync", description = "Push and pull Automerge changes"),
     )
 )]

@@ -3,6 +3,7 @@
 
 pub mod models;
 pub mod schema;
+pub mod sql;
 mod write_gate;
 
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub enum DbConnection {
     Postgresql(PgConnection),
     Sqlite(SqliteConnection),
 }
+
+/// The backend type of `DbConnection`, for boxed queries named in signatures.
+pub type DbBackend = MultiBackend;
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

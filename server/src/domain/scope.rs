@@ -3,8 +3,9 @@
 //! their provinces and of the cooperatives assigned to them. A record's place is its
 //! province and cooperative (`documents.province_code`, `documents.cooperative_id`).
 //! `Scope::sees` is the rule for one record; `db::scoped!` applies the same rule to
-//! `documents` in SQL (pull, exports, review queues, record search), and a test pins the
-//! two together (`scope::*::the_sql_scope_selects_exactly_what_the_rule_sees`).
+//! `documents` in SQL (pull, exports, review queues, record search), `db::sql::Sql::in_scope`
+//! in the reports' hand-written SQL, and a test pins all three together
+//! (`scope::*::the_sql_scope_selects_exactly_what_the_rule_sees`).
 
 use std::collections::BTreeSet;
 

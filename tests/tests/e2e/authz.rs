@@ -279,9 +279,19 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
         ));
     }
     for (caller, status) in [("nat", 200), ("prov07", 200), ("enum07", 403)] {
+        for path in [
+            "/api/v1/exports/cooperatives",
+            "/api/v1/reports",
+            "/api/v1/reports/people_trained",
+        ] {
+            cases.push(case("GET", path.into(), Value::Null, caller, status));
+        }
+    }
+    // The audit log leaves only with national admins.
+    for (caller, status) in [("nat", 200), ("prov07", 403), ("enum07", 403)] {
         cases.push(case(
             "GET",
-            "/api/v1/exports/cooperatives".into(),
+            "/api/v1/exports/audit".into(),
             Value::Null,
             caller,
             status,

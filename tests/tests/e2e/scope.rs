@@ -1,5 +1,6 @@
-//! The scope rule is stated once (`domain::scope::Scope`); its SQL form (`db::scoped!`,
-//! used by the pull, exports, review queues and record search) must select exactly the
+//! The scope rule is stated once (`domain::scope::Scope`); its SQL forms (`db::scoped!`,
+//! used by the pull, exports, review queues and record search, and `db::sql::Sql::in_scope`,
+//! used by the reports) must select exactly the
 //! documents the rule sees: every role, every assignment over two provinces and two
 //! cooperatives, every placement of a record (including none).
 
@@ -14,6 +15,12 @@ use coopsync::{
 };
 use coopsync_tests::{TestApp, dual_backend_tests};
 use diesel::prelude::*;
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
 
 fn the_sql_scope_selects_exactly_what_the_rule_sees(app: &TestApp) {
     let mut conn = app.db.connect();
@@ -62,6 +69,17 @@ fn the_sql_scope_selects_exactly_what_the_rule_sees(app: &TestApp) {
                     },
                 );
                 let by_sql = coopsync::sync::pull::docs_in(&mut conn, &scope).unwrap();
+                // The hand-written form the reports use.
+                let mut raw = coopsync::db::sql::Sql::new(&conn);
+                raw.push("SELECT id FROM documents d WHERE ")
+                    .in_scope("d.id", &scope);
+                let by_raw: BTreeSet<String> = raw
+                    .load::<Id>(&mut conn)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                assert_eq!(by_raw, by_sql, "raw SQL form, {role:?} {scope:?}");
                 let by_rule: BTreeSet<String> = placed
                     .iter()
                     .filter(|(_, p, c)| scope.sees(*p, *c))

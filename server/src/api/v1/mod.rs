@@ -10,6 +10,7 @@ pub mod flags;
 pub mod provinces;
 pub mod quarantine;
 pub mod records;
+pub mod reports;
 pub mod sync;
 pub mod users;
 
@@ -50,6 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(records::get_record)
             .service(records::record_history)
             .service(exports::export_dataset)
+            .service(reports::list_reports)
+            .service(reports::get_report)
             .service(sync::sync),
     );
 }
