@@ -558,3 +558,22 @@ pub fn revoke_device(
         Device::find(conn, device_id)?.ok_or(ApiError::NotFound("device"))
     })
 }
+
+/// The id of the active national admin `username` (the command line's imports are made
+/// for one): anyone else is an error naming why.
+pub fn national_admin_id(conn: &mut DbConnection, username: &str) -> Result<String, ApiError> {
+    use crate::db::schema::users;
+    let found: Option<(String, String, bool)> = users::table
+        .filter(users::username.eq(username))
+        .select((users::id, users::role, users::active))
+        .first(conn)
+        .optional()?;
+    match found {
+        Some((id, role, true)) if role == Role::NationalAdmin.as_str() => Ok(id),
+        Some((_, _, false)) => Err(ApiError::forbidden(format!("{username} is deactivated"))),
+        Some(_) => Err(ApiError::forbidden(format!(
+            "{username} is not a national admin: only national admins import"
+        ))),
+        None => Err(ApiError::NotFound("user")),
+    }
+}

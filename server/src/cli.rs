@@ -57,9 +57,50 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import the existing registry from CSV or XLSX (columns: docs/admin-guide.md) as
+    /// server-authored records that tablets pull; a dry run first, then apply.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Mark this database as restored from a backup (a new history epoch), so that every
     /// tablet pushes its changes again. `coopsync backup` copies need no such step.
     Restored,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import cooperatives (before their members).
+    Cooperatives(ImportArgs),
+    /// Import members; their cooperatives must be imported (or synced) first.
+    Members(ImportArgs),
+    /// Write a template to fill in (header `Khmer label (key)` and an example row).
+    Template {
+        #[arg(value_enum)]
+        kind: ImportKindArg,
+        /// The file to write: `.xlsx` or `.csv`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The CSV (UTF-8) or XLSX file.
+    pub file: PathBuf,
+    /// Check every row and report; create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The national admin the records are imported for (named in their history).
+    #[arg(long = "as", value_name = "USERNAME")]
+    pub admin: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ImportKindArg {
+    Cooperatives,
+    Members,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +309,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Import { command } => run_import(&settings, command),
         Command::Restored => {
             let mut conn = open_single(&settings)?;
             let epoch = crate::backup::new_epoch(&mut conn).map_err(|e| e.to_string())?;
@@ -337,5 +379,133 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+fn run_import(settings: &Settings, command: ImportCommand) -> Result<(), String> {
+    use crate::import::{self, Kind};
+    let (kind, args) = match command {
+        ImportCommand::Cooperatives(a) => (Kind::Cooperatives, a),
+        ImportCommand::Members(a) => (Kind::Members, a),
+        ImportCommand::Template { kind, out } => {
+            let kind = match kind {
+                ImportKindArg::Cooperatives => Kind::Cooperatives,
+                ImportKindArg::Members => Kind::Members,
+            };
+            let format = match out.extension().and_then(|e| e.to_str()) {
+                Some("csv") => crate::tabular::Format::Csv,
+                _ => crate::tabular::Format::Xlsx,
+            };
+            let file = std::fs::File::create_new(&out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            import::template(kind, format, file).map_err(|e| e.to_string())?;
+            say!("coopsync: template written to {}", out.display());
+            return Ok(());
+        }
+    };
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    if bytes.len() > import::MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is larger than {} MiB",
+            import::MAX_FILE_BYTES >> 20
+        ));
+    }
+    let mut conn = open_single(settings)?;
+    let admin = accounts::national_admin_id(&mut conn, &args.admin).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let mut plan = import::check(&mut conn, kind, &bytes).map_err(|e| e.to_string())?;
+    print_report(&plan.report);
+    if plan.report.unreadable() {
+        return Err("the file cannot be imported".into());
+    }
+    say!(
+        "coopsync: checked {} rows in {:.1} s: {} valid ({} new, {} already imported), {} with errors, {} possible duplicates",
+        plan.report.rows,
+        started.elapsed().as_secs_f64(),
+        plan.report.valid,
+        plan.report.to_create,
+        plan.report.existing,
+        plan.report.failed,
+        plan.report.possible_duplicates.len()
+    );
+    if args.dry_run {
+        say!("coopsync: dry run: nothing was created");
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(plan.report.to_create);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "  {bar:40} {pos}/{len} records, {per_sec}, {eta} left",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    // The command line's own actor: never shared with a running server's.
+    let actor = automerge::ActorId::random();
+    let started = std::time::Instant::now();
+    import::apply(&mut conn, &mut plan, &actor, &admin, |done, _| {
+        bar.set_position(done)
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    crate::db::write_transaction(&mut conn, |conn| {
+        crate::audit::AuditEvent {
+            actor_user_id: Some(&admin),
+            device_id: None,
+            action: "import.apply",
+            target_type: Some("import"),
+            target_id: Some(kind.as_str()),
+            outcome: "success",
+            request_id: None,
+            details: Some(serde_json::json!({
+                "kind": kind.as_str(), "via": "cli", "rows": plan.report.rows,
+                "created": plan.report.created, "existing": plan.report.existing,
+                "failed": plan.report.failed,
+            })),
+        }
+        .record(conn)
+    })
+    .map_err(|e: diesel::result::Error| e.to_string())?;
+    say!(
+        "coopsync: created {} {} in {:.1} s ({} already there, {} rows failed)",
+        plan.report.created,
+        kind.as_str(),
+        started.elapsed().as_secs_f64(),
+        plan.report.existing,
+        plan.report.failed
+    );
+    Ok(())
+}
+
+/// Every failed row (line, column, code, message) and possible duplicate, on stderr.
+fn print_report(report: &crate::import::Report) {
+    for (line, errors) in crate::import::errors_by_line(report) {
+        for e in errors {
+            let at = if line == 0 {
+                "file".to_string()
+            } else {
+                format!("line {line}")
+            };
+            say!(
+                "  {at}{}: {} ({})",
+                e.column
+                    .as_deref()
+                    .map(|c| format!(", {c}"))
+                    .unwrap_or_default(),
+                e.message,
+                e.code
+            );
+        }
+    }
+    for d in &report.possible_duplicates {
+        say!(
+            "  line {}: possible duplicate of {} ({})",
+            d.line,
+            d.like,
+            d.reason
+        );
+    }
+    if !report.ignored_columns.is_empty() {
+        say!("  ignored columns: {}", report.ignored_columns.join(", "));
     }
 }

@@ -244,7 +244,7 @@ impl From<diesel::result::Error> for ApiError {
 }
 
 /// A server change that could not be made: the record is gone (404), the edit changed
-/// nothing (409 `no_change`), or something the caller cannot fix (500, logged).
+/// nothing (409 `no_change`), it exists already (409 `record_exists`), or something the caller cannot fix (500, logged).
 impl From<crate::records::CommitError> for ApiError {
     fn from(e: crate::records::CommitError) -> Self {
         use crate::records::CommitError;
@@ -253,6 +253,10 @@ impl From<crate::records::CommitError> for ApiError {
             CommitError::Unchanged => Self::Conflict {
                 code: "no_change",
                 message: "the record already holds this value".into(),
+            },
+            CommitError::Exists => Self::Conflict {
+                code: "record_exists",
+                message: "a record with this id exists already".into(),
             },
             CommitError::Store(e) => e,
             CommitError::Database(e) => e.into(),

@@ -14,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod metrics;
 pub mod records;
 pub mod reports;

@@ -52,14 +52,17 @@ pub enum Kind {
     Timestamp,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Column {
-    pub name: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
     pub kind: Kind,
 }
 
 pub const fn col(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind }
+    Column {
+        name: std::borrow::Cow::Borrowed(name),
+        kind,
+    }
 }
 
 /// One cell.
@@ -191,7 +194,7 @@ impl<W: Write> CsvSink<W> {
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(out);
-        writer.write_record(columns.iter().map(|c| c.name))?;
+        writer.write_record(columns.iter().map(|c| c.name.as_ref()))?;
         Ok(CsvSink { writer })
     }
 }
@@ -235,7 +238,7 @@ impl<W: Write + Send> XlsxSink<W> {
         ws.set_name(sheet)?;
         for (i, c) in columns.iter().enumerate() {
             let i = i as u16;
-            ws.write_string_with_format(0, i, c.name, &bold)?;
+            ws.write_string_with_format(0, i, c.name.as_ref(), &bold)?;
             let width = match c.kind {
                 Kind::Text => 18.0,
                 Kind::Integer | Kind::Number => 10.0,

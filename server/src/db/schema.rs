@@ -128,6 +128,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_jobs (id) {
+        id -> Text,
+        kind -> Text,
+        status -> Text,
+        file_name -> Nullable<Text>,
+        file -> Bytea,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        total -> Int8,
+        processed -> Int8,
+        report -> Text,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         username -> Text,
@@ -316,6 +332,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_sync_state,
     devices,
     documents,
+    import_jobs,
     login_failures,
     members,
     pending_changes,

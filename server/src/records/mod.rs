@@ -43,6 +43,8 @@ pub const SERVER_DEVICE: &str = "server";
 pub enum CommitError {
     #[error("no such record")]
     NotFound,
+    #[error("the record exists already")]
+    Exists,
     #[error("the edit changes nothing")]
     Unchanged,
     #[error("the edit cannot be written: {0}")]
@@ -93,6 +95,61 @@ pub fn commit(
         Some(doc) => doc,
         None => ingest::load_snapshot(&row.snapshot)?,
     };
+    store_server_change(
+        conn,
+        actor,
+        admin_user_id,
+        doc_id,
+        doc_type,
+        Some(&row),
+        base,
+        edit,
+    )
+}
+
+/// Creates the document `doc_id` as the server, for the admin `admin_user_id` (an import):
+/// `write` writes its first change into an empty document, committed like any other
+/// (verified, logged, projected) so tablets pull it. A document that exists already is
+/// `CommitError::Exists`, and is left as it is: ids derived from a natural key make a
+/// second import of the same row create nothing. Runs in the caller's transaction.
+pub fn create(
+    conn: &mut DbConnection,
+    actor: &ActorId,
+    admin_user_id: &str,
+    doc_id: &str,
+    doc_type: DocType,
+    write: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
+) -> Result<Committed, CommitError> {
+    // The lock is taken for a document that does not exist yet too (PostgreSQL's
+    // advisory lock on the id), so two imports of one row cannot both create it.
+    if store::lock_document(conn, doc_id)?.is_some() {
+        return Err(CommitError::Exists);
+    }
+    store_server_change(
+        conn,
+        actor,
+        admin_user_id,
+        doc_id,
+        doc_type,
+        None,
+        Automerge::new(),
+        |tx, _| write(tx),
+    )
+}
+
+/// The shared half of `commit` and `create`: the server's change on `base` (the stored
+/// document, or an empty one), verified like a tablet's and stored by the one write path.
+#[allow(clippy::too_many_arguments, reason = "the parts of one commit, named")]
+fn store_server_change(
+    conn: &mut DbConnection,
+    actor: &ActorId,
+    admin_user_id: &str,
+    doc_id: &str,
+    doc_type: DocType,
+    row: Option<&store::DocumentRow>,
+    base: Automerge,
+    edit: impl FnOnce(&mut Transaction<'_>, &Automerge) -> Result<(), AutomergeError>,
+) -> Result<Committed, CommitError> {
     let mut scratch = base.clone();
     scratch.set_actor(actor.clone());
     let mut tx = scratch.transaction();
@@ -132,7 +189,7 @@ pub fn commit(
         who,
         doc_id,
         doc_type,
-        Some(&row),
+        row,
         doc,
         Some(saved),
         std::slice::from_ref(&candidate),

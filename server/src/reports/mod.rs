@@ -125,7 +125,7 @@ impl Figures {
         json!({
             "report": self.report.as_str(),
             "filters": filter.to_json(),
-            "columns": self.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
+            "columns": self.columns.iter().map(|c| c.name.as_ref()).collect::<Vec<_>>(),
             "rows": rows,
         })
     }

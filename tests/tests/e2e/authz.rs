@@ -287,6 +287,43 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             cases.push(case("GET", path.into(), Value::Null, caller, status));
         }
     }
+    // Imports are national admins' work; the template is for every admin.
+    let unknown = "/api/v1/imports/00000000-0000-4000-8000-000000000000";
+    for (caller, list, item, upload, template) in [
+        ("nat", 200, 404, 202, 200),
+        ("prov07", 403, 403, 403, 200),
+        ("enum07", 403, 403, 403, 403),
+    ] {
+        cases.push(case(
+            "GET",
+            "/api/v1/imports".into(),
+            Value::Null,
+            caller,
+            list,
+        ));
+        cases.push(case("GET", unknown.into(), Value::Null, caller, item));
+        cases.push(case(
+            "POST",
+            format!("{unknown}/apply"),
+            Value::Null,
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            "/api/v1/imports/members".into(),
+            Value::Null,
+            caller,
+            upload,
+        ));
+        cases.push(case(
+            "GET",
+            "/api/v1/imports/templates/members".into(),
+            Value::Null,
+            caller,
+            template,
+        ));
+    }
     // The audit log leaves only with national admins.
     for (caller, status) in [("nat", 200), ("prov07", 403), ("enum07", 403)] {
         cases.push(case(

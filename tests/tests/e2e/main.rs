@@ -20,6 +20,7 @@ mod health;
 mod hostile;
 mod hostile_battery;
 mod hostile_shapes;
+mod imports;
 mod limits;
 mod memory;
 mod openapi;

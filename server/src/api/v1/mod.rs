@@ -7,6 +7,7 @@ pub mod conflicts;
 pub mod devices;
 pub mod exports;
 pub mod flags;
+pub mod imports;
 pub mod provinces;
 pub mod quarantine;
 pub mod records;
@@ -51,6 +52,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(records::get_record)
             .service(records::record_history)
             .service(exports::export_dataset)
+            .service(imports::list_imports)
+            .service(imports::import_template)
+            .service(imports::get_import)
+            .service(imports::apply_import)
+            .service(imports::upload_import)
             .service(reports::list_reports)
             .service(reports::get_report)
             .service(sync::sync),
