@@ -14,7 +14,7 @@ use sync_protocol::{client::SyncClient, documents::DocType, messages::DocChanges
 use crate::{Backend, TempDir, tablet::Tablet};
 
 const ADMIN: &str = "bench.admin";
-const ADMIN_PASSWORD: &str = "bench-admin-password";
+pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// Work sizes.
 #[derive(Debug, Clone)]

@@ -31,6 +31,7 @@ use serde_json::Value;
 
 pub use coopsync;
 
+pub mod admin_bench;
 pub mod bench;
 pub mod process;
 pub mod sim;

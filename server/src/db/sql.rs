@@ -71,17 +71,17 @@ impl Sql {
         self.push(")")
     }
 
-    /// The scope rule (`domain::scope::Scope`) as a condition on a column holding
-    /// document ids: the hand-written SQL form of the rule, pinned to it with
-    /// `db::scoped!` by `scope::*::the_sql_scope_selects_exactly_what_the_rule_sees`.
-    pub fn in_scope(&mut self, doc_column: &str, scope: &Scope) -> &mut Self {
+    /// The scope rule (`domain::scope::Scope`) as a condition on the `documents` row
+    /// aliased `doc` (the caller joins it): the hand-written SQL form of the rule, pinned
+    /// to it and to `db::scoped!` by `scope::*::the_sql_scope_selects_exactly_what_the_rule_sees`.
+    pub fn in_scope(&mut self, doc: &str, scope: &Scope) -> &mut Self {
         if scope.all {
             return self.push("1 = 1");
         }
-        self.push(doc_column)
-            .push(" IN (SELECT id FROM documents WHERE ");
-        self.in_list("province_code", &scope.provinces).push(" OR ");
-        self.in_list("cooperative_id", &scope.cooperatives)
+        self.push("(");
+        self.in_list(&format!("{doc}.province_code"), &scope.provinces)
+            .push(" OR ");
+        self.in_list(&format!("{doc}.cooperative_id"), &scope.cooperatives)
             .push(")")
     }
 

@@ -437,17 +437,18 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
     }
     let year = chrono::Datelike::year(&chrono::Utc::now()) as i64;
     // Cooperatives by registration number, for members' rows.
-    let coops_by_reg: HashMap<String, String> = if kind == Kind::Members {
+    let known_coops: Vec<(Option<String>, String)> = if kind == Kind::Members {
         cooperatives::table
             .select((cooperatives::registration_number, cooperatives::id))
-            .filter(cooperatives::registration_number.is_not_null())
-            .load::<(Option<String>, String)>(conn)?
-            .into_iter()
-            .filter_map(|(r, id)| Some((r?.trim().to_uppercase(), id)))
-            .collect()
+            .load(conn)?
     } else {
-        HashMap::new()
+        Vec::new()
     };
+    let coop_ids: HashSet<&str> = known_coops.iter().map(|(_, id)| id.as_str()).collect();
+    let coops_by_reg: HashMap<String, String> = known_coops
+        .iter()
+        .filter_map(|(r, id)| Some((r.as_deref()?.trim().to_uppercase(), id.clone())))
+        .collect();
     let mut planned: Vec<Planned> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     // Near-duplicates within the file: same folded name (and cooperative for members).
@@ -511,7 +512,18 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
                             None
                         }
                     },
-                    (None, Some(id)) => Some(id.to_ascii_lowercase()),
+                    (None, Some(id)) => {
+                        let id = id.to_ascii_lowercase();
+                        if !coop_ids.contains(id.as_str()) {
+                            err(
+                                &mut errors,
+                                "cooperative_id",
+                                "unknown_cooperative",
+                                format!("no cooperative has the id {id:?}"),
+                            );
+                        }
+                        Some(id)
+                    }
                     (None, None) => {
                         err(
                             &mut errors,

@@ -7,8 +7,9 @@
 //!   attendance entry's participant id. A person is **trained** by an attendance entry
 //!   marked `present` or `partial` in a session that is not `cancelled`.
 //! - A person's **sex** is the member record's, else the attendance entry's; one person
-//!   counts under one sex per row (the greatest value if entries disagree), so the sex
-//!   columns add up to `people`.
+//!   counts under one sex per row (a known value before an unknown one; of two known
+//!   values that disagree, the later of female, male, other), so the sex columns add up
+//!   to `people`.
 //! - **Hours delivered** sum the attended hours: a `partial` entry's `hours`, a `present`
 //!   entry's `hours` or else the session's `planned_hours`.
 //! - **Average attendance** is attended entries in `held` sessions per `held` session.
@@ -183,10 +184,10 @@ impl Dim {
     }
 }
 
-/// The conditions on sessions `s`: in scope, in the province and programme asked, in the
-/// date range.
+/// The conditions on sessions `s` (with their document row `sd` joined unless the scope
+/// is everything): in scope, in the province and programme asked, in the date range.
 fn session_conditions(sql: &mut Sql, scope: &Scope, f: &Filter) {
-    sql.in_scope("s.id", scope);
+    sql.in_scope("sd", scope);
     if let Some(p) = &f.province {
         sql.push(" AND s.province_code = ").bind(p.clone());
     }
@@ -201,11 +202,20 @@ fn session_conditions(sql: &mut Sql, scope: &Scope, f: &Filter) {
     }
 }
 
+/// The session's document row `sd`, for the scope condition; not joined for national
+/// admins, who see everything (a lookup per row that costs ~20% of a national report).
+fn join_scope(sql: &mut Sql, scope: &Scope) {
+    if !scope.all {
+        sql.push("JOIN documents sd ON sd.id = s.id ");
+    }
+}
+
 /// `FROM … WHERE …` of the attendance entries that train someone.
 fn attended(sql: &mut Sql, scope: &Scope, f: &Filter) {
+    sql.push(" FROM attendance a JOIN training_sessions s ON s.id = a.session_id ");
+    join_scope(sql, scope);
     sql.push(
-        " FROM attendance a JOIN training_sessions s ON s.id = a.session_id \
-         LEFT JOIN members m ON m.id = a.member_id \
+        "LEFT JOIN members m ON m.id = a.member_id \
          WHERE a.status IN ('present', 'partial') \
          AND (s.status IS NULL OR s.status <> 'cancelled') AND ",
     );
@@ -213,15 +223,158 @@ fn attended(sql: &mut Sql, scope: &Scope, f: &Filter) {
 }
 
 #[derive(QueryableByName, Debug)]
-struct PeopleRow {
+struct AttendedRow {
     #[diesel(sql_type = Nullable<Text>)]
     d0: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     d1: Option<String>,
+    #[diesel(sql_type = Text)]
+    person: String,
     #[diesel(sql_type = Nullable<Text>)]
     sex: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    age: Option<i64>,
+}
+
+/// A person's sex for counting: a known value beats an unknown one; two known values
+/// that disagree count as the later of female, male, other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Sex {
+    Unknown,
+    Female,
+    Male,
+    Other,
+}
+
+impl Sex {
+    fn of(s: Option<&str>) -> Sex {
+        match s {
+            Some("female") => Sex::Female,
+            Some("male") => Sex::Male,
+            Some("other") => Sex::Other,
+            _ => Sex::Unknown,
+        }
+    }
+}
+
+/// The entries that train someone, loaded once per report with one scan; the grouping
+/// by person is done here (sorting 90,000 text keys in SQL cost SQLite ~0.5 s a
+/// grouping level). Dimension values and persons are interned.
+struct Attended {
+    names: Vec<String>,
+    /// (d0, d1, person, sex, age)
+    rows: Vec<(u32, u32, u32, Sex, Option<i64>)>,
+}
+
+/// The interned value that stands for "every value" of a dimension.
+const TOTAL: u32 = u32::MAX;
+
+impl Attended {
+    fn load(
+        conn: &mut DbConnection,
+        scope: &Scope,
+        f: &Filter,
+        d0: Option<Dim>,
+        d1: Option<Dim>,
+    ) -> Result<Attended, ApiError> {
+        let expr = |d: Option<Dim>| d.map_or("CAST(NULL AS TEXT)", Dim::sql);
+        // The year is a number this function made, not caller text.
+        let year =
+            f.to.map(|d| chrono::Datelike::year(&d))
+                .unwrap_or_else(|| chrono::Datelike::year(&chrono::Utc::now()));
+        let mut sql = Sql::new(conn);
+        sql.push("SELECT ")
+            .push(expr(d0))
+            .push(" AS d0, ")
+            .push(expr(d1))
+            .push(" AS d1, ")
+            .push(PERSON)
+            .push(" AS person, ")
+            .push(SEX)
+            .push(" AS sex, CASE WHEN m.year_of_birth IS NOT NULL THEN ")
+            .push(&year.to_string())
+            .push(" - m.year_of_birth ELSE a.age END AS age");
+        attended(&mut sql, scope, f);
+        let loaded: Vec<AttendedRow> = sql.load(conn)?;
+        let mut names: Vec<String> = Vec::new();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut persons: HashMap<String, u32> = HashMap::new();
+        let mut intern = |v: Option<String>| -> u32 {
+            let v = v.unwrap_or_default();
+            if let Some(i) = index.get(&v) {
+                return *i;
+            }
+            let i = names.len() as u32;
+            names.push(v.clone());
+            index.insert(v, i);
+            i
+        };
+        let mut rows = Vec::with_capacity(loaded.len());
+        for r in loaded {
+            let n = persons.len() as u32;
+            let person = *persons.entry(r.person).or_insert(n);
+            rows.push((
+                intern(r.d0),
+                intern(r.d1),
+                person,
+                Sex::of(r.sex.as_deref()),
+                r.age,
+            ));
+        }
+        Ok(Attended { names, rows })
+    }
+
+    /// People per sex by (d0, d1); `by0`/`by1` false: that dimension is totalled (`all`).
+    fn count(&self, by0: bool, by1: bool) -> Grouped {
+        // One flat map of (group, person) → sex, then folded per group.
+        let mut seen: HashMap<(u32, u32, u32), Sex> = HashMap::with_capacity(self.rows.len());
+        for &(d0, d1, person, sex, _) in &self.rows {
+            let key = (
+                if by0 { d0 } else { TOTAL },
+                if by1 { d1 } else { TOTAL },
+                person,
+            );
+            let e = seen.entry(key).or_insert(sex);
+            *e = (*e).max(sex);
+        }
+        let mut groups: HashMap<(u32, u32), BySex> = HashMap::new();
+        for ((d0, d1, _), sex) in seen {
+            groups.entry((d0, d1)).or_default().add(sex, 1);
+        }
+        let name = |i: u32| -> String {
+            if i == TOTAL {
+                ALL.to_string()
+            } else {
+                self.names.get(i as usize).cloned().unwrap_or_default()
+            }
+        };
+        groups
+            .into_iter()
+            .map(|((d0, d1), c)| ((name(d0), name(d1)), c))
+            .collect()
+    }
+
+    /// People per sex by age band (each person's greatest age and sex), and the total.
+    fn by_age(&self) -> (BTreeMap<usize, BySex>, BySex) {
+        let mut people: HashMap<u32, (Sex, Option<i64>)> = HashMap::new();
+        for &(_, _, person, sex, age) in &self.rows {
+            let e = people.entry(person).or_insert((sex, age));
+            e.0 = e.0.max(sex);
+            e.1 = e.1.max(age);
+        }
+        let mut by: BTreeMap<usize, BySex> = BTreeMap::new();
+        let mut total = BySex::default();
+        for (sex, age) in people.into_values() {
+            let b = band(age);
+            let i = AGE_BANDS
+                .iter()
+                .position(|(n, _)| *n == b)
+                .unwrap_or(AGE_BANDS.len());
+            by.entry(i).or_default().add(sex, 1);
+            total.add(sex, 1);
+        }
+        (by, total)
+    }
 }
 
 /// People trained per sex, grouped by up to two dimensions (`None`: not grouped).
@@ -234,12 +387,12 @@ struct BySex {
 }
 
 impl BySex {
-    fn add(&mut self, sex: Option<&str>, n: i64) {
+    fn add(&mut self, sex: Sex, n: i64) {
         match sex {
-            Some("female") => self.women += n,
-            Some("male") => self.men += n,
-            Some("other") => self.other += n,
-            _ => self.unknown += n,
+            Sex::Female => self.women += n,
+            Sex::Male => self.men += n,
+            Sex::Other => self.other += n,
+            Sex::Unknown => self.unknown += n,
         }
     }
 
@@ -276,52 +429,6 @@ fn round(x: f64, places: i32) -> f64 {
 }
 
 type Grouped = BTreeMap<(String, String), BySex>;
-
-fn people(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    f: &Filter,
-    d0: Option<Dim>,
-    d1: Option<Dim>,
-) -> Result<Grouped, ApiError> {
-    let mut sql = Sql::new(conn);
-    let expr = |d: Option<Dim>| d.map_or("CAST(NULL AS TEXT)", Dim::sql);
-    sql.push("SELECT d0, d1, sex, COUNT(*) AS n FROM (SELECT ")
-        .push(expr(d0))
-        .push(" AS d0, ")
-        .push(expr(d1))
-        .push(" AS d1, MAX(")
-        .push(SEX)
-        .push(") AS sex");
-    attended(&mut sql, scope, f);
-    sql.push(" GROUP BY ");
-    for d in [d0, d1].into_iter().flatten() {
-        sql.push(d.sql()).push(", ");
-    }
-    sql.push(PERSON).push(") t GROUP BY d0, d1, sex");
-    let rows: Vec<PeopleRow> = sql.load(conn)?;
-    let mut out = Grouped::new();
-    for r in rows {
-        let key = (
-            r.d0.unwrap_or_else(|| {
-                if d0.is_some() {
-                    String::new()
-                } else {
-                    ALL.into()
-                }
-            }),
-            r.d1.unwrap_or_else(|| {
-                if d1.is_some() {
-                    String::new()
-                } else {
-                    ALL.into()
-                }
-            }),
-        );
-        out.entry(key).or_default().add(r.sex.as_deref(), r.n);
-    }
-    Ok(out)
-}
 
 type Names = HashMap<String, (String, String)>;
 
@@ -362,14 +469,10 @@ fn people_trained(
     columns.push(col("programme", Kind::Text));
     columns.extend(BySex::COLUMNS);
     let mut rows = Vec::new();
+    let attended = Attended::load(conn, scope, f, Some(Dim::Province), Some(Dim::Programme))?;
     // Cells, then each province's total, each programme's national total, the total.
-    for (d0, d1) in [
-        (Some(Dim::Province), Some(Dim::Programme)),
-        (Some(Dim::Province), None),
-        (None, Some(Dim::Programme)),
-        (None, None),
-    ] {
-        for ((province, programme), counts) in people(conn, scope, f, d0, d1)? {
+    for (by0, by1) in [(true, true), (true, false), (false, true), (false, false)] {
+        for ((province, programme), counts) in attended.count(by0, by1) {
             let mut row = province_cells(&province, names);
             row.push(programme.into());
             row.extend(counts.cells());
@@ -383,14 +486,15 @@ fn people_by_month(conn: &mut DbConnection, scope: &Scope, f: &Filter) -> Result
     let mut columns = vec![col("month", Kind::Text), col("programme", Kind::Text)];
     columns.extend(BySex::COLUMNS);
     let mut rows = Vec::new();
-    let mut grouped = people(conn, scope, f, Some(Dim::Month), Some(Dim::Programme))?;
-    grouped.extend(people(conn, scope, f, Some(Dim::Month), None)?);
+    let attended = Attended::load(conn, scope, f, Some(Dim::Month), Some(Dim::Programme))?;
+    let mut grouped = attended.count(true, true);
+    grouped.extend(attended.count(true, false));
     for ((month, programme), counts) in grouped {
         let mut row: Vec<Value> = vec![month.into(), programme.into()];
         row.extend(counts.cells());
         rows.push(row);
     }
-    for ((_, _), counts) in people(conn, scope, f, None, None)? {
+    for ((_, _), counts) in attended.count(false, false) {
         let mut row: Vec<Value> = vec![ALL.into(), ALL.into()];
         row.extend(counts.cells());
         rows.push(row);
@@ -409,7 +513,8 @@ fn people_by_cooperative(
             "the report by cooperative is for one province: add province=<code>",
         ));
     }
-    let grouped = people(conn, scope, f, Some(Dim::Cooperative), None)?;
+    let attended = Attended::load(conn, scope, f, Some(Dim::Cooperative), None)?;
+    let grouped = attended.count(true, false);
     let ids: Vec<String> = grouped.keys().map(|(c, _)| c.clone()).collect();
     let coop_names: HashMap<String, (Option<String>, Option<String>)> = cooperatives::table
         .select((
@@ -436,7 +541,7 @@ fn people_by_cooperative(
         row.extend(counts.cells());
         rows.push(row);
     }
-    for ((_, _), counts) in people(conn, scope, f, None, None)? {
+    for ((_, _), counts) in attended.count(false, false) {
         let mut row: Vec<Value> = vec![ALL.into(), Value::Empty, Value::Empty];
         row.extend(counts.cells());
         rows.push(row);
@@ -494,8 +599,10 @@ fn sessions(
              SUM(CASE WHEN s.status = 'scheduled' THEN 1 ELSE 0 END) AS planned, \
              SUM(CASE WHEN s.status = 'held' THEN 1 ELSE 0 END) AS held, \
              SUM(CASE WHEN s.status = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, \
-             COUNT(*) AS total FROM training_sessions s WHERE ",
+             COUNT(*) AS total FROM training_sessions s ",
         );
+        join_scope(&mut sql, scope);
+        sql.push("WHERE ");
         session_conditions(&mut sql, scope, f);
         if let Some(d) = d {
             sql.push(" GROUP BY ").push(d.sql());
@@ -611,8 +718,11 @@ fn cooperatives_reached(
         if let Some(d) = f.last_day() {
             sql.push(" AND s.scheduled_date <= ").bind(d);
         }
-        sql.push(") THEN 1 ELSE 0 END) AS reached FROM cooperatives c WHERE ")
-            .in_scope("c.id", scope);
+        sql.push(
+            ") THEN 1 ELSE 0 END) AS reached FROM cooperatives c \
+             JOIN documents cd ON cd.id = c.id WHERE ",
+        )
+        .in_scope("cd", scope);
         if let Some(p) = &f.province {
             sql.push(" AND c.province_code = ").bind(p.clone());
         }
@@ -652,16 +762,6 @@ fn cooperatives_reached(
     Ok((columns, rows))
 }
 
-#[derive(QueryableByName, Debug)]
-struct AgeRow {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    age: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    sex: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// Age bands, youngest first; the last catches everything older.
 pub const AGE_BANDS: [(&str, i64); 7] = [
     ("under_18", 18),
@@ -684,34 +784,7 @@ fn band(age: Option<i64>) -> &'static str {
 }
 
 fn age_bands(conn: &mut DbConnection, scope: &Scope, f: &Filter) -> Result<Table, ApiError> {
-    let year =
-        f.to.map(|d| chrono::Datelike::year(&d))
-            .unwrap_or_else(|| chrono::Datelike::year(&chrono::Utc::now()));
-    let mut sql = Sql::new(conn);
-    // The year is a number this function made, not caller text.
-    sql.push("SELECT age, sex, COUNT(*) AS n FROM (SELECT MAX(CASE WHEN m.year_of_birth IS NOT NULL THEN ")
-        .push(&year.to_string())
-        .push(" - m.year_of_birth ELSE a.age END) AS age, MAX(")
-        .push(SEX)
-        .push(") AS sex");
-    attended(&mut sql, scope, f);
-    sql.push(" GROUP BY ")
-        .push(PERSON)
-        .push(") t GROUP BY age, sex");
-    let mut by: BTreeMap<usize, BySex> = BTreeMap::new();
-    let order = |b: &str| {
-        AGE_BANDS
-            .iter()
-            .position(|(n, _)| *n == b)
-            .unwrap_or(AGE_BANDS.len())
-    };
-    let mut total = BySex::default();
-    for r in sql.load::<AgeRow>(conn)? {
-        by.entry(order(band(r.age)))
-            .or_default()
-            .add(r.sex.as_deref(), r.n);
-        total.add(r.sex.as_deref(), r.n);
-    }
+    let (by, total) = Attended::load(conn, scope, f, None, None)?.by_age();
     let mut columns = vec![col("age_band", Kind::Text)];
     columns.extend(BySex::COLUMNS);
     let mut rows: Vec<Vec<Value>> = by
@@ -748,10 +821,10 @@ mod tests {
     #[test]
     fn the_sex_columns_add_up_to_people() {
         let mut c = BySex::default();
-        c.add(Some("female"), 17);
-        c.add(Some("male"), 12);
-        c.add(None, 1);
-        c.add(Some("F"), 1);
+        c.add(Sex::Female, 17);
+        c.add(Sex::Male, 12);
+        c.add(Sex::of(None), 1);
+        c.add(Sex::of(Some("F")), 1);
         assert_eq!((c.people(), c.unknown), (31, 2));
         assert_eq!(c.cells()[5], Value::Num(round(17.0 / 31.0, 4)));
     }

@@ -7,6 +7,7 @@
 //! target/release/coopsync-bench --quick    # under a minute (CI)
 //! target/release/coopsync-bench --large-document   # only the one-large-session phase
 //! target/release/coopsync-bench --workload         # only the reference workload grid
+//! target/release/coopsync-bench --admin            # only import and reports (issue 15)
 //! ```
 
 use coopsync_tests::{Backend, bench};
@@ -16,6 +17,7 @@ fn main() -> std::process::ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
     let large_only = args.iter().any(|a| a == "--large-document");
     let workload_only = args.iter().any(|a| a == "--workload");
+    let admin_only = args.iter().any(|a| a == "--admin");
     let only = args
         .iter()
         .position(|a| a == "--backend")
@@ -34,6 +36,34 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::FAILURE;
     }
+    // The admin side: the registry import and the reports at national scale (quick: a
+    // province's worth).
+    let mut admin = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let name = if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        if only.as_deref().is_some_and(|o| o != name) || large_only || workload_only {
+            continue;
+        }
+        eprintln!("bench: {name}: import and reports");
+        match coopsync_tests::admin_bench::run(&bin, backend, quick) {
+            Ok(r) => admin.push(r),
+            Err(e) if backend == Backend::Postgres => {
+                eprintln!("NOTICE: PostgreSQL admin phase skipped: {e}")
+            }
+            Err(e) => {
+                eprintln!("coopsync-bench: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    if admin_only {
+        println!("{}", coopsync_tests::admin_bench::table(&admin));
+        return std::process::ExitCode::SUCCESS;
+    }
     // The reference server's workload (issue 17): a grid of T tablets x D documents, gzip
     // and plain bodies, default JS types and canonical ones. CI runs the quick grid.
     let grid: Vec<(usize, usize)> = if quick {
@@ -48,7 +78,7 @@ fn main() -> std::process::ExitCode {
         } else {
             "postgres"
         };
-        if only.as_deref().is_some_and(|o| o != name) || large_only {
+        if only.as_deref().is_some_and(|o| o != name) || large_only || admin_only {
             continue;
         }
         'cells: for &(t, d) in &grid {
@@ -106,6 +136,7 @@ fn main() -> std::process::ExitCode {
     } else {
         println!("{}", bench::table(&reports, &sizes));
         println!("{}", coopsync_tests::workload::table(&rows));
+        println!("{}", coopsync_tests::admin_bench::table(&admin));
     }
     std::process::ExitCode::SUCCESS
 }

@@ -72,7 +72,7 @@ fn the_sql_scope_selects_exactly_what_the_rule_sees(app: &TestApp) {
                 // The hand-written form the reports use.
                 let mut raw = coopsync::db::sql::Sql::new(&conn);
                 raw.push("SELECT id FROM documents d WHERE ")
-                    .in_scope("d.id", &scope);
+                    .in_scope("d", &scope);
                 let by_raw: BTreeSet<String> = raw
                     .load::<Id>(&mut conn)
                     .unwrap()
