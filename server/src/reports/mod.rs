@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use diesel::{
     QueryableByName,
+    connection::SimpleConnection,
     prelude::*,
     sql_types::{BigInt, Double, Nullable, Text},
 };
@@ -148,20 +149,43 @@ pub fn run(
     principal.require_admin()?;
     let scope = principal.actor().scope();
     let names = province_names(conn)?;
-    let (columns, rows) = match report {
-        Report::PeopleTrained => people_trained(conn, &scope, filter, &names)?,
-        Report::PeopleTrainedByMonth => people_by_month(conn, &scope, filter)?,
-        Report::PeopleTrainedByCooperative => people_by_cooperative(conn, &scope, filter)?,
-        Report::Sessions => sessions(conn, &scope, filter, Dim::Province, &names)?,
-        Report::SessionsByMonth => sessions(conn, &scope, filter, Dim::Month, &names)?,
-        Report::CooperativesReached => cooperatives_reached(conn, &scope, filter, &names)?,
-        Report::AgeBands => age_bands(conn, &scope, filter)?,
-    };
+    // A national report reads ~30 MB of SQLite pages (attendance, its index, members) in
+    // index order; through the 2 MB page cache that is a `pread` and a copy per page
+    // visit, a third of the report's time. Memory-mapped reads for the report only (the
+    // mapping is dropped after it, so idle connections map nothing).
+    let sqlite = matches!(conn, DbConnection::Sqlite(_));
+    if sqlite {
+        conn.batch_execute("PRAGMA mmap_size = 1073741824")?;
+    }
+    let figures = compute(conn, &scope, report, filter, &names);
+    if sqlite {
+        conn.batch_execute("PRAGMA mmap_size = 0")?;
+    }
+    let (columns, rows) = figures?;
     Ok(Figures {
         report,
         columns,
         rows,
     })
+}
+
+fn compute(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    report: Report,
+    filter: &Filter,
+    names: &Names,
+) -> Result<Table, ApiError> {
+    let (columns, rows) = match report {
+        Report::PeopleTrained => people_trained(conn, scope, filter, names)?,
+        Report::PeopleTrainedByMonth => people_by_month(conn, scope, filter)?,
+        Report::PeopleTrainedByCooperative => people_by_cooperative(conn, scope, filter)?,
+        Report::Sessions => sessions(conn, scope, filter, Dim::Province, names)?,
+        Report::SessionsByMonth => sessions(conn, scope, filter, Dim::Month, names)?,
+        Report::CooperativesReached => cooperatives_reached(conn, scope, filter, names)?,
+        Report::AgeBands => age_bands(conn, scope, filter)?,
+    };
+    Ok((columns, rows))
 }
 
 /// A grouping of sessions.
