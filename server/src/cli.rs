@@ -405,10 +405,10 @@ fn run_import(settings: &Settings, command: ImportCommand) -> Result<(), String>
     };
     let bytes = std::fs::read(&args.file)
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
-    if bytes.len() > import::MAX_FILE_BYTES {
+    if bytes.len() > settings.import_file_limit {
         return Err(format!(
-            "the file is larger than {} MiB",
-            import::MAX_FILE_BYTES >> 20
+            "the file is larger than import_file_limit ({} bytes)",
+            settings.import_file_limit
         ));
     }
     let mut conn = open_single(settings)?;

@@ -71,6 +71,8 @@ pub struct Settings {
     pub body_read_timeout_secs: u64,
     /// Largest JSON body for the account and admin routes, in bytes.
     pub json_body_limit: usize,
+    /// Largest registry file an import upload may be, in bytes.
+    pub import_file_limit: usize,
     /// Largest sync request body on the wire (possibly compressed), in bytes.
     pub sync_body_limit: usize,
     /// Largest sync request body after decompression, in bytes.
@@ -120,6 +122,7 @@ impl Default for Settings {
             password_hash_queue_timeout_secs: 10,
             body_read_timeout_secs: 60,
             json_body_limit: 64 * 1024,
+            import_file_limit: 32 * 1024 * 1024,
             sync_body_limit: 4 * 1024 * 1024,
             sync_decompressed_limit: 16 * 1024 * 1024,
             body_memory_budget: 64 * 1024 * 1024,
@@ -244,6 +247,10 @@ impl Settings {
                 "METRICS_TOKEN" => self.metrics_token = Secret::new(value),
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?
+                }
+                "IMPORT_FILE_LIMIT" => {
+                    self.import_file_limit =
+                        num(&value)?.try_into().map_err(|_| err("too large"))?
                 }
                 "SYNC_BODY_LIMIT" => {
                     self.sync_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?

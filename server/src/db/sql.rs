@@ -133,13 +133,12 @@ mod tests {
         };
         let mut pg = sql(Backend::Postgres);
         pg.push("SELECT 1 WHERE ")
-            .in_scope("s.id", &scope)
+            .in_scope("d", &scope)
             .push(" AND x = ")
             .bind("y");
         assert_eq!(
             pg.text,
-            "SELECT 1 WHERE s.id IN (SELECT id FROM documents WHERE province_code IN ($1) \
-             OR 1 = 0) AND x = $2"
+            "SELECT 1 WHERE (d.province_code IN ($1) OR 1 = 0) AND x = $2"
         );
         let mut lite = sql(Backend::Sqlite);
         lite.push("x = ").bind("a").push(" AND y = ").bind("b");

@@ -131,9 +131,6 @@ pub const ID_NAMESPACE: uuid::Uuid =
 /// batch for the write lock.
 pub const BATCH: usize = 100;
 
-/// Largest import file (a national registry of 60,000 members is ~6 MB as CSV).
-pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
-
 /// A row that cannot be imported, or a file that cannot be read (line 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RowError {

@@ -317,6 +317,16 @@ fn the_registry_imports_once_and_reaches_the_tablets(app: &TestApp) {
         &Value::Null,
     );
     assert_eq!((r.status, r.code()), (409, "import_not_ready"));
+    let stray = format!(
+        "cooperative_id,full_name_khmer,sex,role\r\n{},សុខ,female,member\r\n",
+        uuid::Uuid::new_v4()
+    );
+    let stray = upload(app, &nat, "members", stray.as_bytes());
+    assert_eq!(
+        stray["report"]["errors"][0]["code"], "unknown_cooperative",
+        "{stray}"
+    );
+    assert_eq!(stray["report"]["to_create"], 0);
     let no_header = upload(app, &nat, "members", b"name,sex\r\nx,female\r\n");
     assert_eq!(no_header["report"]["errors"][0]["code"], "missing_column");
 

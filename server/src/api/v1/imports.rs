@@ -10,7 +10,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ErrorBody},
     import::{
-        self, Kind, MAX_FILE_BYTES,
+        self, Kind,
         jobs::{self, Job},
     },
     state::AppState,
@@ -35,7 +35,8 @@ fn kind_of(raw: &str) -> Result<Kind, ApiError> {
     Kind::parse(raw).ok_or(ApiError::NotFound("import kind"))
 }
 
-/// Upload a registry file (CSV UTF-8 or XLSX, as the body; at most 32 MiB) of
+/// Upload a registry file (CSV UTF-8 or XLSX, as the body; at most `import_file_limit`,
+/// 32 MiB by default) of
 /// `cooperatives` or `members`. Answers `202` with the job, whose dry run (every row
 /// checked, nothing created) runs at once: poll `GET /api/v1/imports/{id}` until its
 /// status is `checked`, read its report, then apply. Columns: docs/admin-guide.md.
@@ -66,10 +67,9 @@ pub async fn upload_import(
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("unreadable_body", "the upload broke off"))?;
-        if file.len() + chunk.len() > MAX_FILE_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_FILE_BYTES,
-            });
+        let limit = state.settings.import_file_limit;
+        if file.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         file.extend_from_slice(&chunk);
     }
