@@ -22,6 +22,7 @@ use crate::{
         schema::{cooperatives, documents, members},
         write_transaction,
     },
+    domain::matching::{self, Person},
     error::ApiError,
     records::{self, CommitError},
     tabular::{self, Column, Format, Kind as CellKind, Value},
@@ -336,16 +337,6 @@ pub fn fold(name: &str) -> String {
         .to_lowercase()
 }
 
-/// A Cambodian phone number's digits in national form (`012345678`): spaces, dashes,
-/// `+855` / `855` folded.
-pub fn phone_key(phone: &str) -> String {
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    match digits.strip_prefix("855") {
-        Some(rest) if digits.len() >= 11 => format!("0{rest}"),
-        _ => digits,
-    }
-}
-
 /// The id of an imported cooperative: from its registration number, else from its
 /// province and Khmer name.
 pub fn cooperative_id(c: &Cooperative) -> String {
@@ -372,7 +363,7 @@ pub fn member_id(m: &Member) -> String {
         m.cooperative_id.as_deref().unwrap_or(""),
         fold(m.full_name_khmer.as_deref().unwrap_or("")),
         m.year_of_birth.map(|y| y.to_string()).unwrap_or_default(),
-        phone_key(m.phone.as_deref().unwrap_or("")),
+        matching::phone_key(m.phone.as_deref().unwrap_or("")),
     );
     uuid::Uuid::new_v5(&ID_NAMESPACE, key.as_bytes()).to_string()
 }
@@ -593,20 +584,22 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
             continue;
         }
         seen.insert(id.clone(), line);
-        if let Some(first) = names.get(&name_key) {
-            report.possible_duplicates.push(PossibleDuplicate {
-                line,
-                like: format!("line:{first}"),
-                reason: "same name in the same cooperative as another row".into(),
-            });
-        } else {
-            names.insert(name_key, line);
+        // Members are compared by the duplicate rules below; cooperatives by name.
+        if kind == Kind::Cooperatives {
+            if let Some(first) = names.get(&name_key) {
+                report.possible_duplicates.push(PossibleDuplicate {
+                    line,
+                    like: format!("line:{first}"),
+                    reason: "same name in the same province as another row".into(),
+                });
+            } else {
+                names.insert(name_key, line);
+            }
         }
         report.valid += 1;
         planned.push(Planned { line, id, record });
     }
-    // Records that exist already (an earlier import of the same rows), and existing
-    // members with the same name in the same cooperative under another id.
+    // Records that exist already (an earlier import of the same rows).
     let mut existing: HashSet<String> = HashSet::new();
     for chunk in planned.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(|p| p.id.clone()).collect();
@@ -627,44 +620,89 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let mut by_name: HashMap<String, String> = HashMap::new();
+        // The duplicate rules (`domain::matching`) within each cooperative: against its
+        // members in the database and against the file's earlier rows.
+        type Known = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let mut by_coop: HashMap<String, Vec<(String, Person)>> = HashMap::new();
         for chunk in coops.chunks(500) {
-            for (id, coop, name) in members::table
+            let known: Vec<Known> = members::table
                 .select((
                     members::id,
                     members::cooperative_id,
                     members::full_name_khmer,
+                    members::name_latin,
+                    members::sex,
+                    members::year_of_birth,
+                    members::phone,
+                    members::village,
                 ))
                 .filter(members::cooperative_id.eq_any(chunk.to_vec()))
-                .load::<(String, Option<String>, Option<String>)>(conn)?
-            {
-                by_name.insert(
-                    format!(
-                        "{}/{}",
-                        coop.unwrap_or_default(),
-                        fold(&name.unwrap_or_default())
-                    ),
-                    id,
-                );
+                .load(conn)?;
+            for (id, coop, km, lat, sex, yob, phone, village) in known {
+                let person = Person {
+                    name_khmer: km,
+                    name_latin: lat,
+                    sex,
+                    year_of_birth: yob,
+                    phone,
+                    village,
+                    cooperative_id: coop.clone(),
+                };
+                by_coop
+                    .entry(coop.unwrap_or_default())
+                    .or_default()
+                    .push((id, person));
             }
         }
+        let mut earlier: HashMap<String, Vec<(u64, Person)>> = HashMap::new();
         for p in &planned {
-            if let Record::Member(m) = &p.record {
-                let key = format!(
-                    "{}/{}",
-                    m.cooperative_id.as_deref().unwrap_or(""),
-                    fold(m.full_name_khmer.as_deref().unwrap_or(""))
-                );
-                if let Some(other) = by_name.get(&key)
-                    && *other != p.id
-                {
+            let Record::Member(m) = &p.record else {
+                continue;
+            };
+            if existing.contains(&p.id) {
+                continue;
+            }
+            let person = Person {
+                name_khmer: m.full_name_khmer.clone(),
+                name_latin: m.name_latin.clone(),
+                sex: m.sex.clone(),
+                year_of_birth: m.year_of_birth,
+                phone: m.phone.clone(),
+                village: m.village.clone(),
+                cooperative_id: m.cooperative_id.clone(),
+            };
+            let coop = m.cooperative_id.clone().unwrap_or_default();
+            for (id, other) in by_coop.get(&coop).into_iter().flatten() {
+                let s = matching::score(&person, other);
+                if *id != p.id && s.points >= matching::PROPOSE_AT {
                     report.possible_duplicates.push(PossibleDuplicate {
                         line: p.line,
-                        like: other.clone(),
-                        reason: "a member of the same name in the same cooperative exists".into(),
+                        like: id.clone(),
+                        reason: s.explain(),
                     });
                 }
             }
+            let rows = earlier.entry(coop).or_default();
+            for (line, other) in rows.iter() {
+                let s = matching::score(&person, other);
+                if s.points >= matching::PROPOSE_AT {
+                    report.possible_duplicates.push(PossibleDuplicate {
+                        line: p.line,
+                        like: format!("line:{line}"),
+                        reason: s.explain(),
+                    });
+                }
+            }
+            rows.push((p.line, person));
         }
     }
     report.existing = planned.iter().filter(|p| existing.contains(&p.id)).count() as u64;
@@ -813,18 +851,6 @@ pub fn errors_by_line(report: &Report) -> BTreeMap<u64, Vec<&RowError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phones_fold_to_the_national_form() {
-        for p in [
-            "012 345 678",
-            "+855 12 345 678",
-            "85512345678",
-            "012-345-678",
-        ] {
-            assert_eq!(phone_key(p), "012345678", "{p}");
-        }
-    }
 
     #[test]
     fn ids_come_from_the_natural_key() {

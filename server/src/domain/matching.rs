@@ -1,0 +1,455 @@
+//! Whether two person records may be the same farmer: Khmer-aware name keys, Cambodian
+//! phone numbers, year of birth and sex, scored field by field with the rules that
+//! matched. Pure (no database); docs/duplicates.md states the rules with examples.
+//!
+//! Two enumerators offline in one village type the same woman as `សុខ ចាន់ថា` and
+//! `សុខ  ចាន់ថា` (a zero-width space, two spaces), in Latin as `Sok Chanthea` or
+//! `Sokh Chantha`, her phone as `012 345 678` or `+85512345678`: each key below makes one
+//! of those differences disappear.
+
+use std::fmt::Write as _;
+
+/// Characters that change nothing a reader sees: zero-width space, non-joiner, joiner,
+/// byte order mark / zero-width no-break space, soft hyphen, word joiner.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}' | '\u{00ad}' | '\u{2060}'
+    )
+}
+
+const COENG: char = '\u{17d2}';
+const RO: char = '\u{179a}';
+
+fn is_consonant(c: char) -> bool {
+    ('\u{1780}'..='\u{17a2}').contains(&c)
+}
+
+/// Dependent vowel signs (ា … ៅ).
+fn is_vowel_sign(c: char) -> bool {
+    ('\u{17b6}'..='\u{17c5}').contains(&c)
+}
+
+/// Register shifters (៉ ៊) and the other signs above or after a syllable.
+fn is_sign(c: char) -> bool {
+    ('\u{17c6}'..='\u{17d1}').contains(&c) || c == '\u{17d3}' || c == '\u{17dd}'
+}
+
+/// Khmer text as one canonical spelling of what a reader sees:
+/// - invisible characters dropped, runs of white space one space, trimmed;
+/// - a subscript (coeng + consonant) typed after the vowel or sign it visually precedes
+///   moved before it (`ក` `ា` `្ក` → `ក` `្ក` `ា`): Unicode's order is base, subscripts,
+///   register shifter, vowel, other signs, and keyboards let either order through;
+/// - a subscript RO (`្រ`) typed before another subscript moved after it (it is drawn
+///   to the left of the base whatever the order);
+/// - a register shifter after a vowel moved before it;
+/// - the legacy two-part vowels `េ` + `ី` (for `ើ`) and `េ` + `ា` (for `ោ`) written as
+///   the single vowel, and the deprecated independent vowels `ឣ` `ឤ` as `អ` `អា`.
+pub fn normalise_khmer(text: &str) -> String {
+    let mut chars: Vec<char> = Vec::with_capacity(text.len());
+    for c in text.chars().filter(|c| !invisible(*c)) {
+        match c {
+            '\u{17a3}' => chars.push('\u{17a2}'),
+            '\u{17a4}' => chars.extend(['\u{17a2}', '\u{17b6}']),
+            c => chars.push(c),
+        }
+    }
+    // Reorder within each syllable until nothing moves (a syllable is a few characters).
+    let mut moved = true;
+    while moved {
+        moved = false;
+        let mut i = 0;
+        while i + 1 < chars.len() {
+            let (a, b) = (chars[i], chars[i + 1]);
+            let next = chars.get(i + 2).copied();
+            // vowel/sign then coeng+consonant: the subscript first.
+            if (is_vowel_sign(a) || is_sign(a)) && b == COENG && next.is_some_and(is_consonant) {
+                chars.remove(i);
+                chars.insert(i + 2, a);
+                moved = true;
+                continue;
+            }
+            // coeng RO then another coeng+consonant: RO last.
+            if a == COENG
+                && b == RO
+                && next == Some(COENG)
+                && chars.get(i + 3).copied().is_some_and(is_consonant)
+            {
+                let other = chars[i + 3];
+                chars[i + 1] = other;
+                chars[i + 3] = RO;
+                moved = true;
+                i += 4;
+                continue;
+            }
+            // vowel then register shifter: the shifter first.
+            if is_vowel_sign(a) && matches!(b, '\u{17c9}' | '\u{17ca}') {
+                chars.swap(i, i + 1);
+                moved = true;
+            }
+            i += 1;
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match (c, chars.get(i + 1)) {
+            ('\u{17c1}', Some('\u{17b8}')) => {
+                out.push('\u{17be}');
+                i += 2;
+                continue;
+            }
+            ('\u{17c1}', Some('\u{17b6}')) => {
+                out.push('\u{17c4}');
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Second-series consonants that sound like a first-series one (their vowels differ,
+/// which the skeleton drops anyway): ក/គ, ខ/ឃ, ច/ជ, ឆ/ឈ, ដ/ឌ, ឋ/ឍ, ត/ទ, ថ/ធ, ប/ព,
+/// ផ/ភ, ណ/ន, ល/ឡ.
+fn sound(c: char) -> char {
+    match c {
+        'គ' => 'ក',
+        'ឃ' => 'ខ',
+        'ជ' => 'ច',
+        'ឈ' => 'ឆ',
+        'ឌ' => 'ដ',
+        'ឍ' => 'ឋ',
+        'ទ' => 'ត',
+        'ធ' => 'ថ',
+        'ព' => 'ប',
+        'ភ' => 'ផ',
+        'ណ' => 'ន',
+        'ឡ' => 'ល',
+        other => other,
+    }
+}
+
+/// The consonant skeleton of a Khmer name, word by word (words sorted, so family and
+/// given name in either order match): consonants (base and subscript) by sound,
+/// independent vowels, digits and letters of other scripts kept, dependent vowels, signs
+/// and coeng dropped. `សុខ ចាន់ថា` and
+/// `សុខ ចន្ថា` both give `ចនថ សខ`.
+pub fn khmer_key(name: &str) -> String {
+    let normal = normalise_khmer(name);
+    let mut words: Vec<String> = normal
+        .split(' ')
+        .map(|w| {
+            w.chars()
+                .filter(|c| {
+                    is_consonant(*c)
+                        || ('\u{17a3}'..='\u{17b3}').contains(c)
+                        || ('\u{17e0}'..='\u{17e9}').contains(c)
+                        || (c.is_alphanumeric() && !('\u{1780}'..='\u{17ff}').contains(c))
+                })
+                .map(sound)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.sort();
+    words.join(" ")
+}
+
+/// A romanised name folded over the usual spelling variants, word by word (sorted):
+/// lower case, letters only; `kh`→`k`, `ch`/`j`→`c`, `th`→`t`, `ph`→`p`, `ea`/`ie`→`a`/`i`,
+/// `ou`/`oo`/`u`→`o`, a final `h` dropped, doubled letters single. `Sok Chanthea`,
+/// `Sokh Chantha` and `Chanthea Sok` all give `canta sok`.
+pub fn latin_key(name: &str) -> String {
+    let mut words: Vec<String> = name
+        .to_lowercase()
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut w = w.to_string();
+            for (from, to) in [
+                ("kh", "k"),
+                ("ch", "c"),
+                ("j", "c"),
+                ("th", "t"),
+                ("ph", "p"),
+                ("ea", "a"),
+                ("ie", "i"),
+                ("ou", "o"),
+                ("oo", "o"),
+                ("u", "o"),
+            ] {
+                w = w.replace(from, to);
+            }
+            if w.len() > 1 && w.ends_with('h') {
+                w.pop();
+            }
+            let mut out = String::with_capacity(w.len());
+            for c in w.chars() {
+                if !out.ends_with(c) {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect();
+    words.sort();
+    words.join(" ")
+}
+
+/// A Cambodian phone number's digits in national form (`012345678`): spaces, dashes,
+/// dots, brackets and `+855` / `855` / `00855` folded; empty if it holds no digits.
+pub fn phone_key(phone: &str) -> String {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let national = digits
+        .strip_prefix("00855")
+        .or_else(|| digits.strip_prefix("855").filter(|_| digits.len() >= 11));
+    match national {
+        Some(rest) if !rest.starts_with('0') => format!("0{rest}"),
+        Some(rest) => rest.to_string(),
+        None => digits,
+    }
+}
+
+/// The fields of a person compared (a member, or a participant in no cooperative).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    pub name_khmer: Option<String>,
+    pub name_latin: Option<String>,
+    pub sex: Option<String>,
+    pub year_of_birth: Option<i64>,
+    pub phone: Option<String>,
+    pub village: Option<String>,
+    pub cooperative_id: Option<String>,
+}
+
+/// One rule that matched, with the points it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub field: &'static str,
+    pub rule: &'static str,
+    pub points: u32,
+}
+
+/// The score of a pair (0–100) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Score {
+    pub points: u32,
+    pub matched: Vec<Matched>,
+}
+
+/// Pairs scoring at least this are proposed for review.
+pub const PROPOSE_AT: u32 = 55;
+
+/// Scores a pair: the best name rule (Khmer as normalised 50, Khmer skeleton 40, Latin
+/// key 30), phone 35, year of birth equal 10 or ±1 5, same cooperative 5, same village 5;
+/// at most 100. Sex must agree when both are known: a disagreement scores 0 whatever
+/// else matches (one household's phone is often shared by husband and wife).
+pub fn score(a: &Person, b: &Person) -> Score {
+    let mut s = Score::default();
+    if let (Some(x), Some(y)) = (&a.sex, &b.sex)
+        && !x.is_empty()
+        && !y.is_empty()
+        && x != y
+    {
+        return s;
+    }
+    let mut add = |field, rule, points| {
+        s.matched.push(Matched {
+            field,
+            rule,
+            points,
+        })
+    };
+    let khmer = |p: &Person| {
+        p.name_khmer
+            .as_deref()
+            .map(normalise_khmer)
+            .filter(|n| !n.is_empty())
+    };
+    let name = match (khmer(a), khmer(b)) {
+        (Some(x), Some(y)) if x == y => Some(("name_khmer", "same Khmer name", 50)),
+        (Some(x), Some(y)) if khmer_key(&x) == khmer_key(&y) => {
+            Some(("name_khmer", "same Khmer consonant skeleton", 40))
+        }
+        _ => None,
+    };
+    let latin = |p: &Person| {
+        p.name_latin
+            .as_deref()
+            .map(latin_key)
+            .filter(|n| !n.is_empty())
+    };
+    let name = name.or_else(|| match (latin(a), latin(b)) {
+        (Some(x), Some(y)) if x == y => Some(("name_latin", "same romanised name", 30)),
+        _ => None,
+    });
+    if let Some((field, rule, points)) = name {
+        add(field, rule, points);
+    }
+    let phone = |p: &Person| p.phone.as_deref().map(phone_key).filter(|k| k.len() >= 8);
+    if let (Some(x), Some(y)) = (phone(a), phone(b))
+        && x == y
+    {
+        add("phone", "same phone number", 35);
+    }
+    match (a.year_of_birth, b.year_of_birth) {
+        (Some(x), Some(y)) if x == y => add("year_of_birth", "same year of birth", 10),
+        (Some(x), Some(y)) if (x - y).abs() == 1 => {
+            add("year_of_birth", "year of birth one apart", 5)
+        }
+        _ => {}
+    }
+    let same = |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if !x.is_empty() && normalise_khmer(x).to_lowercase() == normalise_khmer(y).to_lowercase());
+    if same(&a.cooperative_id, &b.cooperative_id) {
+        add("cooperative_id", "same cooperative", 5);
+    }
+    if same(&a.village, &b.village) {
+        add("village", "same village", 5);
+    }
+    s.points = s.matched.iter().map(|m| m.points).sum::<u32>().min(100);
+    s
+}
+
+impl Score {
+    /// `same Khmer name (45) + same phone number (35) = 80`.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for (i, m) in self.matched.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" + ");
+            }
+            let _ = write!(out, "{} ({})", m.rule, m.points);
+        }
+        let _ = write!(out, " = {}", self.points);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisible_characters_and_spaces_do_not_count() {
+        assert_eq!(normalise_khmer("សុខ\u{200b}  ចាន់ថា "), "សុខ ចាន់ថា");
+        assert_eq!(normalise_khmer("\u{feff}សុខ\u{200c}ចាន់ថា"), "សុខចាន់ថា");
+    }
+
+    #[test]
+    fn equivalent_khmer_encodings_are_one_spelling() {
+        // ស្ត្រី (woman): coeng RO typed before coeng TA.
+        assert_eq!(
+            normalise_khmer("ស\u{17d2}\u{179a}\u{17d2}\u{178f}\u{17b8}"),
+            normalise_khmer("ស\u{17d2}\u{178f}\u{17d2}\u{179a}\u{17b8}")
+        );
+        // ក្តា: the vowel typed before the subscript.
+        assert_eq!(
+            normalise_khmer("ក\u{17b6}\u{17d2}\u{178f}"),
+            "ក\u{17d2}\u{178f}\u{17b6}"
+        );
+        // The legacy two-part vowels.
+        assert_eq!(normalise_khmer("ដ\u{17c1}\u{17b8}ម"), "ដ\u{17be}ម");
+        assert_eq!(normalise_khmer("ក\u{17c1}\u{17b6}"), "ក\u{17c4}");
+        // A register shifter after the vowel.
+        assert_eq!(normalise_khmer("ប\u{17b8}\u{17ca}"), "ប\u{17ca}\u{17b8}");
+        assert_eq!(normalise_khmer("\u{17a3}"), "\u{17a2}");
+    }
+
+    #[test]
+    fn the_skeleton_keeps_consonants_by_sound_in_any_word_order() {
+        assert_eq!(khmer_key("សុខ ចាន់ថា"), khmer_key("ចាន់ថា សុខ"));
+        assert_eq!(khmer_key("សុខ ចាន់ថា"), khmer_key("សុខ ចន្ថា"));
+        // ទ and ត sound alike.
+        assert_eq!(khmer_key("ទេវី"), khmer_key("តេវី"));
+        assert_ne!(khmer_key("សុខ ចាន់ថា"), khmer_key("សុខ ចាន់ណា"));
+        assert_ne!(khmer_key("សុខ ២"), khmer_key("សុខ ៣"), "digits are kept");
+    }
+
+    #[test]
+    fn romanised_variants_fold() {
+        for v in [
+            "Sok Chanthea",
+            "Sokh Chantha",
+            "Chanthea Sok",
+            "SOK  CHANTHEA",
+            "Sok Jantha",
+        ] {
+            assert_eq!(latin_key(v), "canta sok", "{v}");
+        }
+        assert_ne!(latin_key("Sok Chanthea"), latin_key("Sok Dara"));
+    }
+
+    #[test]
+    fn cambodian_phones_fold() {
+        for p in [
+            "012 345 678",
+            "+855 12 345 678",
+            "85512345678",
+            "012-345-678",
+            "00855 12 345 678",
+            "(012) 345.678",
+        ] {
+            assert_eq!(phone_key(p), "012345678", "{p}");
+        }
+        assert_eq!(phone_key("none"), "");
+    }
+
+    fn person(km: &str, latin: &str, sex: &str, yob: i64, phone: &str) -> Person {
+        Person {
+            name_khmer: Some(km.into()),
+            name_latin: Some(latin.into()),
+            sex: Some(sex.into()),
+            year_of_birth: Some(yob),
+            phone: Some(phone.into()),
+            village: Some("Prey Khmeng".into()),
+            cooperative_id: Some("c1".into()),
+        }
+    }
+
+    #[test]
+    fn the_same_woman_typed_twice_scores_high_and_says_why() {
+        let a = person("សុខ ចាន់ថា", "Sok Chanthea", "female", 1986, "012 345 678");
+        let b = person(
+            "សុខ\u{200b}  ចាន់ថា",
+            "Sokh Chantha",
+            "female",
+            1987,
+            "+85512345678",
+        );
+        let s = score(&a, &b);
+        assert_eq!(s.points, 100);
+        assert_eq!(
+            s.explain(),
+            "same Khmer name (50) + same phone number (35) + year of birth one apart (5) \
+             + same cooperative (5) + same village (5) = 100"
+        );
+        // Typed once in Khmer, once only in Latin letters, with another phone.
+        let c = Person {
+            name_khmer: None,
+            phone: Some("097 111 222".into()),
+            ..person("", "Chanthea Sok", "female", 1986, "")
+        };
+        let s = score(&a, &c);
+        assert_eq!(s.points, 50, "{}", s.explain());
+    }
+
+    #[test]
+    fn sex_must_agree_and_a_shared_phone_alone_is_not_enough() {
+        let a = person("សុខ ចាន់ថា", "Sok Chanthea", "female", 1986, "012 345 678");
+        let husband = person("ហេង សុភា", "Heng Sophea", "male", 1980, "012 345 678");
+        assert_eq!(score(&a, &husband).points, 0);
+        let sister = person("សុខ ចាន់នី", "Sok Channy", "female", 1990, "012 345 678");
+        let s = score(&a, &sister);
+        assert!(s.points < PROPOSE_AT, "{}", s.explain());
+        let unknown_sex = Person {
+            sex: None,
+            ..person("សុខ ចាន់ថា", "", "", 1986, "")
+        };
+        assert!(score(&a, &unknown_sex).points >= 50);
+    }
+}
