@@ -78,11 +78,21 @@ impl Sql {
         if scope.all {
             return self.push("1 = 1");
         }
-        self.push("(");
-        self.in_list(&format!("{doc}.province_code"), &scope.provinces)
-            .push(" OR ");
-        self.in_list(&format!("{doc}.cooperative_id"), &scope.cooperatives)
-            .push(")")
+        // An empty list is left out rather than written `1 = 0`: `x IN (…) OR 1 = 0`
+        // keeps SQLite from using the index on x (a provincial report scanned all
+        // 90,000 attendance rows instead of its province's 3,600: 84 ms against 13 ms).
+        let provinces = format!("{doc}.province_code");
+        let cooperatives = format!("{doc}.cooperative_id");
+        match (scope.provinces.is_empty(), scope.cooperatives.is_empty()) {
+            (true, true) => self.push("1 = 0"),
+            (false, true) => self.in_list(&provinces, &scope.provinces),
+            (true, false) => self.in_list(&cooperatives, &scope.cooperatives),
+            (false, false) => {
+                self.push("(");
+                self.in_list(&provinces, &scope.provinces).push(" OR ");
+                self.in_list(&cooperatives, &scope.cooperatives).push(")")
+            }
+        }
     }
 
     pub fn load<T>(&self, conn: &mut DbConnection) -> QueryResult<Vec<T>>
@@ -138,7 +148,7 @@ mod tests {
             .bind("y");
         assert_eq!(
             pg.text,
-            "SELECT 1 WHERE (d.province_code IN ($1) OR 1 = 0) AND x = $2"
+            "SELECT 1 WHERE d.province_code IN ($1) AND x = $2"
         );
         let mut lite = sql(Backend::Sqlite);
         lite.push("x = ").bind("a").push(" AND y = ").bind("b");
