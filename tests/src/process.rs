@@ -73,3 +73,13 @@ pub fn serve(bin: &Path, dir: &Path, url: &str, bind: &str) -> Result<(Child, St
         }
     }
 }
+
+/// A process's peak resident set (`VmHWM`), in MB; 0 if it cannot be read.
+pub fn vm_hwm_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -146,10 +146,7 @@ mod tests {
             .in_scope("d", &scope)
             .push(" AND x = ")
             .bind("y");
-        assert_eq!(
-            pg.text,
-            "SELECT 1 WHERE d.province_code IN ($1) AND x = $2"
-        );
+        assert_eq!(pg.text, "SELECT 1 WHERE d.province_code IN ($1) AND x = $2");
         let mut lite = sql(Backend::Sqlite);
         lite.push("x = ").bind("a").push(" AND y = ").bind("b");
         assert_eq!(

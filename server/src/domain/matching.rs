@@ -35,6 +35,13 @@ fn is_sign(c: char) -> bool {
     ('\u{17c6}'..='\u{17d1}').contains(&c) || c == '\u{17d3}' || c == '\u{17dd}'
 }
 
+/// Text with the invisible characters dropped and white space collapsed (the search of
+/// records, which compares with names as stored, uses only this).
+pub fn clean(text: &str) -> String {
+    let visible: String = text.chars().filter(|c| !invisible(*c)).collect();
+    visible.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Khmer text as one canonical spelling of what a reader sees:
 /// - invisible characters dropped, runs of white space one space, trimmed;
 /// - a subscript (coeng + consonant) typed after the vowel or sign it visually precedes
@@ -245,19 +252,61 @@ pub struct Score {
 /// Pairs scoring at least this are proposed for review.
 pub const PROPOSE_AT: u32 = 55;
 
+/// A person with its keys computed once (comparing one against many).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    sex: Option<String>,
+    khmer: Option<String>,
+    skeleton: Option<String>,
+    latin: Option<String>,
+    phone: Option<String>,
+    year_of_birth: Option<i64>,
+    cooperative: Option<String>,
+    village: Option<String>,
+}
+
+impl Prepared {
+    pub fn of(p: &Person) -> Prepared {
+        let nonempty = |s: String| (!s.is_empty()).then_some(s);
+        let khmer = p
+            .name_khmer
+            .as_deref()
+            .map(normalise_khmer)
+            .and_then(nonempty);
+        Prepared {
+            sex: p.sex.clone().and_then(nonempty),
+            skeleton: khmer.as_deref().map(khmer_key),
+            khmer,
+            latin: p.name_latin.as_deref().map(latin_key).and_then(nonempty),
+            phone: p.phone.as_deref().map(phone_key).filter(|k| k.len() >= 8),
+            year_of_birth: p.year_of_birth,
+            cooperative: p.cooperative_id.clone().and_then(nonempty),
+            village: p
+                .village
+                .as_deref()
+                .map(|v| normalise_khmer(v).to_lowercase())
+                .and_then(nonempty),
+        }
+    }
+}
+
 /// Scores a pair: the best name rule (Khmer as normalised 50, Khmer skeleton 40, Latin
 /// key 30), phone 35, year of birth equal 10 or ±1 5, same cooperative 5, same village 5;
 /// at most 100. Sex must agree when both are known: a disagreement scores 0 whatever
 /// else matches (one household's phone is often shared by husband and wife).
 pub fn score(a: &Person, b: &Person) -> Score {
+    score_prepared(&Prepared::of(a), &Prepared::of(b))
+}
+
+pub fn score_prepared(a: &Prepared, b: &Prepared) -> Score {
     let mut s = Score::default();
     if let (Some(x), Some(y)) = (&a.sex, &b.sex)
-        && !x.is_empty()
-        && !y.is_empty()
         && x != y
     {
         return s;
     }
+    let same =
+        |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if x == y);
     let mut add = |field, rule, points| {
         s.matched.push(Matched {
             field,
@@ -265,36 +314,14 @@ pub fn score(a: &Person, b: &Person) -> Score {
             points,
         })
     };
-    let khmer = |p: &Person| {
-        p.name_khmer
-            .as_deref()
-            .map(normalise_khmer)
-            .filter(|n| !n.is_empty())
-    };
-    let name = match (khmer(a), khmer(b)) {
-        (Some(x), Some(y)) if x == y => Some(("name_khmer", "same Khmer name", 50)),
-        (Some(x), Some(y)) if khmer_key(&x) == khmer_key(&y) => {
-            Some(("name_khmer", "same Khmer consonant skeleton", 40))
-        }
-        _ => None,
-    };
-    let latin = |p: &Person| {
-        p.name_latin
-            .as_deref()
-            .map(latin_key)
-            .filter(|n| !n.is_empty())
-    };
-    let name = name.or_else(|| match (latin(a), latin(b)) {
-        (Some(x), Some(y)) if x == y => Some(("name_latin", "same romanised name", 30)),
-        _ => None,
-    });
-    if let Some((field, rule, points)) = name {
-        add(field, rule, points);
+    if same(&a.khmer, &b.khmer) {
+        add("name_khmer", "same Khmer name", 50);
+    } else if same(&a.skeleton, &b.skeleton) {
+        add("name_khmer", "same Khmer consonant skeleton", 40);
+    } else if same(&a.latin, &b.latin) {
+        add("name_latin", "same romanised name", 30);
     }
-    let phone = |p: &Person| p.phone.as_deref().map(phone_key).filter(|k| k.len() >= 8);
-    if let (Some(x), Some(y)) = (phone(a), phone(b))
-        && x == y
-    {
+    if same(&a.phone, &b.phone) {
         add("phone", "same phone number", 35);
     }
     match (a.year_of_birth, b.year_of_birth) {
@@ -304,8 +331,7 @@ pub fn score(a: &Person, b: &Person) -> Score {
         }
         _ => {}
     }
-    let same = |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if !x.is_empty() && normalise_khmer(x).to_lowercase() == normalise_khmer(y).to_lowercase());
-    if same(&a.cooperative_id, &b.cooperative_id) {
+    if same(&a.cooperative, &b.cooperative) {
         add("cooperative_id", "same cooperative", 5);
     }
     if same(&a.village, &b.village) {

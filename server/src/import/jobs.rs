@@ -89,21 +89,35 @@ type JobRow = (
     String,
 );
 
+/// The columns of a `JobRow`, in its order.
+const COLUMNS: (
+    import_jobs::id,
+    import_jobs::kind,
+    import_jobs::status,
+    import_jobs::file_name,
+    import_jobs::created_by,
+    import_jobs::created_at,
+    import_jobs::updated_at,
+    import_jobs::total,
+    import_jobs::processed,
+    import_jobs::report,
+) = (
+    import_jobs::id,
+    import_jobs::kind,
+    import_jobs::status,
+    import_jobs::file_name,
+    import_jobs::created_by,
+    import_jobs::created_at,
+    import_jobs::updated_at,
+    import_jobs::total,
+    import_jobs::processed,
+    import_jobs::report,
+);
+
 fn load(conn: &mut DbConnection, id: &str) -> Result<Option<Job>, ApiError> {
     let row: Option<JobRow> = import_jobs::table
         .find(id)
-        .select((
-            import_jobs::id,
-            import_jobs::kind,
-            import_jobs::status,
-            import_jobs::file_name,
-            import_jobs::created_by,
-            import_jobs::created_at,
-            import_jobs::updated_at,
-            import_jobs::total,
-            import_jobs::processed,
-            import_jobs::report,
-        ))
+        .select(COLUMNS)
         .first(conn)
         .optional()?;
     row.map(to_job).transpose()
@@ -268,18 +282,7 @@ pub fn get(conn: &mut DbConnection, principal: &Principal, id: &str) -> Result<J
 pub fn list(conn: &mut DbConnection, principal: &Principal) -> Result<Vec<Job>, ApiError> {
     principal.require_national_admin()?;
     let rows: Vec<JobRow> = import_jobs::table
-        .select((
-            import_jobs::id,
-            import_jobs::kind,
-            import_jobs::status,
-            import_jobs::file_name,
-            import_jobs::created_by,
-            import_jobs::created_at,
-            import_jobs::updated_at,
-            import_jobs::total,
-            import_jobs::processed,
-            import_jobs::report,
-        ))
+        .select(COLUMNS)
         .order((import_jobs::created_at.desc(), import_jobs::id))
         .limit(50)
         .load(conn)?;

@@ -323,18 +323,10 @@ fn map_header(kind: Kind, header: &[String]) -> (Vec<Option<&'static Field>>, Ve
     (mapped, ignored)
 }
 
-/// Names compared for keys and duplicates: zero-width characters dropped, spaces
-/// collapsed, lower case.
+/// Names as compared in natural keys: the duplicate rules' Khmer spelling (invisible
+/// characters, spaces, subscript order), lower case.
 pub fn fold(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !matches!(c, '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}'))
-        .collect();
-    cleaned
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    matching::normalise_khmer(name).to_lowercase()
 }
 
 /// The id of an imported cooperative: from its registration number, else from its
@@ -632,7 +624,7 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
             Option<String>,
             Option<String>,
         );
-        let mut by_coop: HashMap<String, Vec<(String, Person)>> = HashMap::new();
+        let mut by_coop: HashMap<String, Vec<(String, matching::Prepared)>> = HashMap::new();
         for chunk in coops.chunks(500) {
             let known: Vec<Known> = members::table
                 .select((
@@ -660,10 +652,10 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
                 by_coop
                     .entry(coop.unwrap_or_default())
                     .or_default()
-                    .push((id, person));
+                    .push((id, matching::Prepared::of(&person)));
             }
         }
-        let mut earlier: HashMap<String, Vec<(u64, Person)>> = HashMap::new();
+        let mut earlier: HashMap<String, Vec<(u64, matching::Prepared)>> = HashMap::new();
         for p in &planned {
             let Record::Member(m) = &p.record else {
                 continue;
@@ -671,7 +663,7 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
             if existing.contains(&p.id) {
                 continue;
             }
-            let person = Person {
+            let person = matching::Prepared::of(&Person {
                 name_khmer: m.full_name_khmer.clone(),
                 name_latin: m.name_latin.clone(),
                 sex: m.sex.clone(),
@@ -679,10 +671,10 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
                 phone: m.phone.clone(),
                 village: m.village.clone(),
                 cooperative_id: m.cooperative_id.clone(),
-            };
+            });
             let coop = m.cooperative_id.clone().unwrap_or_default();
             for (id, other) in by_coop.get(&coop).into_iter().flatten() {
-                let s = matching::score(&person, other);
+                let s = matching::score_prepared(&person, other);
                 if *id != p.id && s.points >= matching::PROPOSE_AT {
                     report.possible_duplicates.push(PossibleDuplicate {
                         line: p.line,
@@ -693,7 +685,7 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
             }
             let rows = earlier.entry(coop).or_default();
             for (line, other) in rows.iter() {
-                let s = matching::score(&person, other);
+                let s = matching::score_prepared(&person, other);
                 if s.points >= matching::PROPOSE_AT {
                     report.possible_duplicates.push(PossibleDuplicate {
                         line: p.line,

@@ -120,18 +120,10 @@ macro_rules! name_matches {
     };
 }
 
-/// The search text as stored names are compared: zero-width characters dropped,
-/// spaces collapsed, Latin letters lower-cased.
+/// The search text as stored names are compared: invisible characters dropped, spaces
+/// collapsed (`domain::matching::clean`), Latin letters lower-cased.
 fn normalise(q: &str) -> String {
-    let cleaned: String = q
-        .chars()
-        .filter(|c| !matches!(c, '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}'))
-        .collect();
-    cleaned
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    crate::domain::matching::clean(q).to_lowercase()
 }
 
 fn like(q: &str) -> String {

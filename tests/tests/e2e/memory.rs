@@ -8,15 +8,6 @@ use coopsync_tests::{Backend, PASSWORD, TempDir, TestDb, notice};
 
 const UPLOADS: usize = 20;
 
-fn vm_hwm_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// A sync body of exactly `size` bytes holding one oversized "change" (hex), as a
 /// broken or hostile client might send: it is read whole, then refused per change.
 fn max_size_push(size: usize) -> Vec<u8> {
@@ -88,7 +79,7 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
             login["access_token"].as_str().unwrap().to_string()
         })
         .collect();
-    let idle = vm_hwm_mb(child.id());
+    let idle = coopsync_tests::process::vm_hwm_mb(child.id());
     let settings = coopsync::config::Settings::default();
     let plain = max_size_push(settings.sync_body_limit);
     let bomb = gzip_bomb(settings.sync_decompressed_limit);
@@ -116,7 +107,7 @@ fn twenty_maximum_size_uploads_at_once_keep_memory_bounded() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let peak = vm_hwm_mb(child.id());
+    let peak = coopsync_tests::process::vm_hwm_mb(child.id());
     let alive = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();

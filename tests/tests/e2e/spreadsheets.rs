@@ -214,15 +214,6 @@ dual_backend_tests!(
     filters_select_what_they_say
 );
 
-fn vm_hwm_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 const SESSIONS: usize = 3_000;
 const PER_SESSION: usize = 34;
 
@@ -334,11 +325,11 @@ fn exporting_100000_attendance_rows_keeps_memory_flat() {
             .unwrap();
         (body, started.elapsed().as_secs_f64())
     };
-    let idle = vm_hwm_mb(child.id());
+    let idle = coopsync_tests::process::vm_hwm_mb(child.id());
     let (csv, csv_s) = download("csv");
-    let after_csv = vm_hwm_mb(child.id());
+    let after_csv = coopsync_tests::process::vm_hwm_mb(child.id());
     let (xlsx, xlsx_s) = download("xlsx");
-    let after_xlsx = vm_hwm_mb(child.id());
+    let after_xlsx = coopsync_tests::process::vm_hwm_mb(child.id());
     let _ = child.kill();
     let _ = child.wait();
     let rows = SESSIONS * PER_SESSION;
