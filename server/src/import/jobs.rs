@@ -300,30 +300,44 @@ pub fn apply(
 ) -> Result<Job, ApiError> {
     principal.require_national_admin()?;
     let mut conn = db.get()?;
-    // Claimed under a write transaction, so two applies of one job cannot both start.
+    // Claimed by a compare-and-set on the status and time read, so of two applies of one
+    // job (two admins, two server processes) exactly one starts it; the other is told it
+    // is applying.
     let claimed = write_transaction(&mut conn, |conn| {
         let row: Option<(String, chrono::NaiveDateTime)> = import_jobs::table
             .find(id)
             .select((import_jobs::status, import_jobs::updated_at))
             .first(conn)
             .optional()?;
-        let Some(status) = row.and_then(|(s, at)| Some(seen_as(JobStatus::parse(&s)?, at))) else {
+        let Some((raw, at)) = row else {
             return Ok::<_, ApiError>(None);
         };
+        let status = JobStatus::parse(&raw)
+            .map(|s| seen_as(s, at))
+            .ok_or_else(|| ApiError::internal("import job status does not decode"))?;
         if !matches!(
             status,
             JobStatus::Checked | JobStatus::Applied | JobStatus::Interrupted
         ) {
             return Ok(Some(Err(status)));
         }
-        diesel::update(import_jobs::table.find(id))
-            .set((
-                import_jobs::status.eq(JobStatus::Applying.as_str()),
-                import_jobs::processed.eq(0i64),
-                import_jobs::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
-        Ok(Some(Ok(())))
+        let won = diesel::update(
+            import_jobs::table
+                .find(id)
+                .filter(import_jobs::status.eq(&raw))
+                .filter(import_jobs::updated_at.eq(at)),
+        )
+        .set((
+            import_jobs::status.eq(JobStatus::Applying.as_str()),
+            import_jobs::processed.eq(0i64),
+            import_jobs::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+        Ok(Some(if won == 1 {
+            Ok(())
+        } else {
+            Err(JobStatus::Applying)
+        }))
     })?;
     match claimed {
         None => return Err(ApiError::NotFound("import")),

@@ -258,7 +258,27 @@ fn the_registry_imports_once_and_reaches_the_tablets(app: &TestApp) {
     let r = app.get("/api/v1/records?type=member&limit=500", Some(&nat));
     assert_eq!(r.body["records"].as_array().unwrap().len(), 0);
 
-    let done = apply(app, &nat, job["id"].as_str().unwrap());
+    // Two admins press apply at the same moment: one starts it, the other is told.
+    let id = job["id"].as_str().unwrap().to_string();
+    let mut answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let press = || {
+            let r = app.post(
+                &format!("/api/v1/imports/{id}/apply"),
+                Some(&nat),
+                &Value::Null,
+            );
+            (r.status, r.code().to_string())
+        };
+        let (a, b) = (s.spawn(press), s.spawn(press));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    answers.sort();
+    assert_eq!(
+        answers,
+        [(202, String::new()), (409, "import_not_ready".to_string())]
+    );
+    let done = wait(app, &nat, &id);
+    assert_eq!(done["status"], "applied", "{done}");
     assert_eq!(done["report"]["created"], 97, "{done}");
     assert_eq!(
         (&done["processed"], &done["total"]),
