@@ -153,6 +153,7 @@ impl Modify for CommonErrors {
         v1::quarantine::release_quarantined,
         v1::quarantine::dismiss_quarantined,
         v1::quarantine::list_pending,
+        v1::duplicates::list_duplicates,
         v1::records::list_records,
         v1::records::get_record,
         v1::records::edit_record,

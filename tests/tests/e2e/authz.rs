@@ -287,6 +287,16 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             cases.push(case("GET", path.into(), Value::Null, caller, status));
         }
     }
+    // Duplicates: admins in scope; national admins name a province.
+    for (caller, status) in [("nat", 200), ("prov07", 200), ("enum07", 403)] {
+        cases.push(case(
+            "GET",
+            "/api/v1/duplicates?province=07".into(),
+            Value::Null,
+            caller,
+            status,
+        ));
+    }
     // Imports are national admins' work; the template is for every admin.
     let unknown = "/api/v1/imports/00000000-0000-4000-8000-000000000000";
     for (caller, list, item, upload, template) in [

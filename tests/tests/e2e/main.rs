@@ -14,6 +14,7 @@ mod backup;
 mod cli;
 mod convergence;
 mod crash;
+mod duplicates;
 mod exports;
 mod fuzz_fixtures;
 mod health;

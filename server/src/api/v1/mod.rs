@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod conflicts;
 pub mod devices;
+pub mod duplicates;
 pub mod exports;
 pub mod flags;
 pub mod imports;
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(quarantine::release_quarantined)
             .service(quarantine::dismiss_quarantined)
             .service(quarantine::list_pending)
+            .service(duplicates::list_duplicates)
             .service(records::list_records)
             .service(records::edit_record)
             .service(records::get_record)
