@@ -108,7 +108,8 @@ pub fn commit(
 }
 
 /// Creates the document `doc_id` as the server, for the admin `admin_user_id` (an import):
-/// `write` writes its first change into an empty document, committed like any other
+/// `write` writes its first change into an empty document (with the document's `id` at
+/// the root, as a tablet's first change has it), committed like any other
 /// (verified, logged, projected) so tablets pull it. A document that exists already is
 /// `CommitError::Exists`, and is left as it is: ids derived from a natural key make a
 /// second import of the same row create nothing. Runs in the caller's transaction.
@@ -133,7 +134,17 @@ pub fn create(
         doc_type,
         None,
         Automerge::new(),
-        |tx, _| write(tx),
+        // The document's own id at the root, as every tablet writes it in a first change
+        // (docs/sync-protocol.md, "Document schemas").
+        |tx, _| {
+            automerge::transaction::Transactable::put(
+                tx,
+                ROOT,
+                "id",
+                ScalarValue::Str(doc_id.into()),
+            )?;
+            write(tx)
+        },
     )
 }
 

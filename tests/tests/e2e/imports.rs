@@ -292,7 +292,16 @@ fn the_registry_imports_once_and_reaches_the_tablets(app: &TestApp) {
         .client
         .docs()
         .filter(|(_, (t, _))| *t == DocType::Member)
-        .map(|(_, (_, d))| Member::read(d).0)
+        .map(|(id, (_, d))| {
+            // Each imported document carries its own id at the root, as a tablet's does.
+            use automerge::ReadDoc;
+            let own = d
+                .get(automerge::ROOT, "id")
+                .unwrap()
+                .map(|(v, _)| v.to_string());
+            assert_eq!(own.as_deref(), Some(format!("\"{id}\"").as_str()));
+            Member::read(d).0
+        })
         .collect();
     let expected = member_rows()
         .iter()
