@@ -266,6 +266,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The phone in national form, when it has enough digits to compare.
+    pub fn phone(&self) -> Option<&str> {
+        self.phone.as_deref()
+    }
+
+    /// The Khmer consonant skeleton of the name, when there is one.
+    pub fn skeleton(&self) -> Option<&str> {
+        self.skeleton.as_deref().filter(|k| !k.is_empty())
+    }
+
     pub fn of(p: &Person) -> Prepared {
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let khmer = p

@@ -167,19 +167,15 @@ pub fn list(
         .collect();
     // Blocks: members that share a cooperative, a phone, or a skeleton in a province.
     let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, s) in sides.iter().enumerate() {
+    // The phone and skeleton keys are the prepared ones, computed once per member.
+    for (i, (s, keys)) in sides.iter().zip(&prepared).enumerate() {
         if let Some(c) = &s.cooperative_id {
             blocks.entry(format!("c:{c}")).or_default().push(i);
         }
-        if let Some(p) = s
-            .phone
-            .as_deref()
-            .map(matching::phone_key)
-            .filter(|p| p.len() >= 8)
-        {
+        if let Some(p) = keys.phone() {
             blocks.entry(format!("p:{p}")).or_default().push(i);
         }
-        if let Some(k) = s.full_name_khmer.as_deref().map(matching::khmer_key) {
+        if let Some(k) = keys.skeleton() {
             let province = s.province_code.as_deref().unwrap_or("");
             blocks
                 .entry(format!("k:{province}:{k}"))
