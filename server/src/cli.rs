@@ -63,6 +63,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Possible duplicate members (docs/duplicates.md).
+    Duplicates {
+        #[command(subcommand)]
+        command: DuplicatesCommand,
+    },
     /// Mark this database as restored from a backup (a new history epoch), so that every
     /// tablet pushes its changes again. `coopsync backup` copies need no such step.
     Restored,
@@ -101,6 +106,14 @@ pub struct ImportArgs {
 pub enum ImportKindArg {
     Cooperatives,
     Members,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DuplicatesCommand {
+    /// Score every member against its blocks, province by province, as detection does
+    /// one member at a time: after an upgrade, or an import with detection off. Decisions
+    /// (merged, not the same person) are kept.
+    Rescan,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +227,7 @@ fn open_single(settings: &Settings) -> Result<crate::db::DbConnection, String> {
 pub fn run(cli: Cli) -> Result<(), String> {
     let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     telemetry::init(settings.log_format, &settings.log_filter);
+    crate::sync::duplicates::set_enabled(settings.duplicate_detection);
     match cli.command {
         Command::Serve { bind } => {
             telemetry::install_panic_hook();
@@ -292,6 +306,36 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     report.skipped.len()
                 ))
             }
+        }
+        Command::Duplicates {
+            command: DuplicatesCommand::Rescan,
+        } => {
+            say!(
+                "coopsync: looking for possible duplicates in {}",
+                describe_database(&settings)
+            );
+            let mut conn = open_single(&settings)?;
+            let started = std::time::Instant::now();
+            let report = crate::db::write_transaction(&mut conn, |conn| {
+                crate::sync::duplicates::rescan(conn, |done, total| {
+                    if done == total || done % 5 == 0 {
+                        say!("  {done}/{total} provinces");
+                    }
+                })
+            })
+            .map_err(|e| e.to_string())?;
+            say!(
+                "coopsync: {} members in {} provinces, {} pairs compared, {} possible duplicates ({} new or proposed again, {} withdrawn; blocking keys written for {} members) in {:.1} s",
+                report.members,
+                report.provinces,
+                report.compared,
+                report.pairs,
+                report.proposed,
+                report.withdrawn,
+                report.keys_written,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
         }
         Command::Backup { out } => {
             say!(

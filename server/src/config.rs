@@ -93,6 +93,9 @@ pub struct Settings {
     /// Changes held for missing dependencies longer than this are shown as stale in the
     /// waiting-changes queue (never dropped).
     pub pending_stale_days: u64,
+    /// Look for possible duplicate members as records arrive (docs/duplicates.md). Off:
+    /// nothing is proposed until `coopsync duplicates rescan`.
+    pub duplicate_detection: bool,
     pub workers: Option<usize>,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -131,6 +134,7 @@ impl Default for Settings {
             body_min_rate_bytes_per_sec: 256,
             body_min_rate_grace_secs: 15,
             pending_stale_days: 7,
+            duplicate_detection: true,
             workers: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
@@ -244,6 +248,13 @@ impl Settings {
                 }
                 "BODY_MIN_RATE_GRACE_SECS" => self.body_min_rate_grace_secs = num(&value)?,
                 "PENDING_STALE_DAYS" => self.pending_stale_days = num(&value)?,
+                "DUPLICATE_DETECTION" => {
+                    self.duplicate_detection = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(err("expected true or false")),
+                    }
+                }
                 "METRICS_TOKEN" => self.metrics_token = Secret::new(value),
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?

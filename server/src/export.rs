@@ -356,6 +356,7 @@ pub fn write(
             village: Option<String> => Text,
             role: Option<String> => Text,
             joined_date: Option<String> => Date,
+            merged_into: Option<String> => Text,
             updated_at: NaiveDateTime => Timestamp,
         ]),
         Dataset::TrainingSessions => export_table!(db, make, training_sessions, key = id: String,
@@ -482,6 +483,7 @@ fn write_attendance(
         col("session_id", Kind::Text),
         col("participant_id", Kind::Text),
         col("member_id", Kind::Text),
+        col("person_id", Kind::Text),
         col("name", Kind::Text),
         col("sex", Kind::Text),
         col("age", Kind::Integer),
@@ -528,15 +530,33 @@ fn write_attendance(
             attendance::recorded_at,
         ))
         .load(&mut *conn)?;
+        // The person an entry counts for (the reports' rule): a member merged into
+        // another is the survivor.
+        let member_ids: Vec<&String> = rows.iter().filter_map(|r| r.2.as_ref()).collect();
+        let mut survivors: std::collections::HashMap<String, String> = Default::default();
+        for chunk in member_ids.chunks(500) {
+            survivors.extend(
+                members::table
+                    .filter(members::id.eq_any(chunk))
+                    .filter(members::merged_into.is_not_null())
+                    .select((members::id, members::merged_into.assume_not_null()))
+                    .load::<(String, String)>(&mut *conn)?,
+            );
+        }
         drop(conn);
         rows.sort_by(|a, b| {
             (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
         });
         for (s, p, m, n, sex, age, phone, st, h, by, at) in rows {
+            let person = m
+                .as_ref()
+                .map(|m| survivors.get(m).unwrap_or(m).clone())
+                .unwrap_or_else(|| p.clone());
             sink.row(&[
                 s.into(),
                 p.into(),
                 m.into(),
+                person.into(),
                 n.into(),
                 sex.into(),
                 age.into(),

@@ -128,6 +128,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    duplicate_pairs (id) {
+        id -> Text,
+        a_id -> Text,
+        b_id -> Text,
+        province_code -> Nullable<Text>,
+        score -> Int8,
+        rules -> Text,
+        status -> Text,
+        a_fingerprint -> Text,
+        b_fingerprint -> Text,
+        found_at -> Timestamp,
+        updated_at -> Timestamp,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     import_jobs (id) {
         id -> Text,
         kind -> Text,
@@ -166,6 +184,23 @@ diesel::table! {
         role -> Nullable<Text>,
         joined_date -> Nullable<Text>,
         updated_at -> Timestamp,
+        phone_key -> Nullable<Text>,
+        skeleton_key -> Nullable<Text>,
+        merged_into -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    merges (id) {
+        id -> Text,
+        pair_id -> Nullable<Text>,
+        survivor_id -> Text,
+        merged_id -> Text,
+        previous -> Text,
+        merged_by -> Text,
+        merged_at -> Timestamp,
+        undone_by -> Nullable<Text>,
+        undone_at -> Nullable<Timestamp>,
     }
 }
 
@@ -332,9 +367,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_sync_state,
     devices,
     documents,
+    duplicate_pairs,
     import_jobs,
     login_failures,
     members,
+    merges,
     pending_changes,
     provinces,
     quarantine,

@@ -276,6 +276,15 @@ impl Prepared {
         self.skeleton.as_deref().filter(|k| !k.is_empty())
     }
 
+    /// The romanised name's key, when there is one.
+    pub fn latin(&self) -> Option<&str> {
+        self.latin.as_deref()
+    }
+
+    pub fn cooperative(&self) -> Option<&str> {
+        self.cooperative.as_deref()
+    }
+
     pub fn of(p: &Person) -> Prepared {
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let khmer = p
@@ -349,6 +358,73 @@ pub fn score_prepared(a: &Prepared, b: &Prepared) -> Score {
     }
     s.points = s.matched.iter().map(|m| m.points).sum::<u32>().min(100);
     s
+}
+
+/// The blocks a person falls in: pairs are only compared within a block (one
+/// cooperative, one phone, one Khmer skeleton, one romanised key), so a province's few
+/// thousand people cost thousands of comparisons, not millions. Callers keep a block to
+/// one province.
+pub fn blocks(p: &Prepared) -> impl Iterator<Item = String> + '_ {
+    [
+        p.cooperative().map(|c| format!("c:{c}")),
+        p.phone().map(|k| format!("p:{k}")),
+        p.skeleton().map(|k| format!("k:{k}")),
+        p.latin().map(|k| format!("l:{k}")),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Every pair of `people` (one province) that shares a block and scores at least
+/// `at`, each once, as `(i, j, score)` with `i < j`; and how many pairs were compared.
+pub fn pairs(people: &[Prepared], at: u32) -> (Vec<(usize, usize, Score)>, u64) {
+    use std::collections::{HashMap, HashSet};
+    let mut by_block: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, p) in people.iter().enumerate() {
+        for b in blocks(p) {
+            by_block.entry(b).or_default().push(i);
+        }
+    }
+    let mut seen: HashSet<(usize, usize)> = HashSet::new();
+    let mut out = Vec::new();
+    let mut compared = 0u64;
+    for members in by_block.values() {
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                let pair = (i.min(j), i.max(j));
+                if pair.0 == pair.1 || !seen.insert(pair) {
+                    continue;
+                }
+                compared += 1;
+                let s = score_prepared(&people[pair.0], &people[pair.1]);
+                if s.points >= at {
+                    out.push((pair.0, pair.1, s));
+                }
+            }
+        }
+    }
+    out.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    (out, compared)
+}
+
+/// A digest of the compared fields of a person as the rules see them: a decision on a
+/// pair ("not the same person") holds while both fingerprints stay the same.
+pub fn fingerprint(p: &Prepared) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        p.sex.as_deref(),
+        p.khmer.as_deref(),
+        p.latin.as_deref(),
+        p.phone.as_deref(),
+        p.cooperative.as_deref(),
+        p.village.as_deref(),
+    ] {
+        h.update(part.unwrap_or("\u{0}").as_bytes());
+        h.update([0x1f]);
+    }
+    h.update(p.year_of_birth.map(|y| y.to_string()).unwrap_or_default());
+    hex::encode(&h.finalize()[..12])
 }
 
 impl Score {

@@ -92,3 +92,35 @@ impl QuarantineStatus {
         }
     }
 }
+
+/// Where a possible-duplicate pair stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PairStatus {
+    /// Proposed, waiting for a decision.
+    Open,
+    /// An admin merged one into the other (undoing the merge opens the pair again).
+    Merged,
+    /// An admin said they are two people: not proposed again unless one of them changes
+    /// a compared field.
+    NotSame,
+}
+
+impl PairStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Merged => "merged",
+            Self::NotSame => "not_same",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "merged" => Some(Self::Merged),
+            "not_same" => Some(Self::NotSame),
+            _ => None,
+        }
+    }
+}

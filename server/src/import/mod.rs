@@ -540,6 +540,7 @@ pub fn check(conn: &mut DbConnection, kind: Kind, bytes: &[u8]) -> Result<Plan, 
                     village: opt(&values, "village"),
                     role: opt(&values, "role"),
                     joined_date: opt(&values, "joined_date"),
+                    merged_into: None,
                 };
                 if m.cooperative_id.is_some() {
                     for f in m.validate(year) {

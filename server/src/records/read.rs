@@ -69,6 +69,24 @@ pub struct RecordResponse {
     /// Open flags: `{id, code, field, message}`.
     #[schema(value_type = Object)]
     pub open_flags: Vec<Json>,
+    /// The id asked for, when it is a member merged into this record: reads of a merged
+    /// id answer with the survivor (`follow=false` answers the merged record itself).
+    pub forwarded_from: Option<String>,
+    /// Members merged into this one (merges not undone): `{member_id, merge_id, merged_at}`.
+    #[schema(value_type = Object)]
+    pub merged_records: Vec<Json>,
+    /// For a merged member read with `follow=false`: its merge and the tablets' changes to
+    /// it since (`{survivor_id, merge_id, merged_at, changes_after_merge}`): an edit made on
+    /// a tablet that had not synced is kept on this record and shown here for review.
+    #[schema(value_type = Object)]
+    pub merge: Option<Json>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordGetQuery {
+    /// Follow a merged member to its survivor (default true).
+    pub follow: Option<bool>,
 }
 
 /// A row of the members' list.
@@ -337,9 +355,15 @@ pub fn get(
     conn: &mut DbConnection,
     principal: &Principal,
     id: &str,
+    q: &RecordGetQuery,
 ) -> Result<RecordResponse, ApiError> {
     principal.require_admin()?;
-    let id = id.to_ascii_lowercase();
+    let asked = id.to_ascii_lowercase();
+    let id = if q.follow.unwrap_or(true) {
+        crate::review::duplicates::survivor_of(conn, &asked)?
+    } else {
+        asked.clone()
+    };
     let row = crate::sync::store::find_document(conn, &id)?
         .filter(|r| {
             principal
@@ -385,7 +409,11 @@ pub fn get(
         .into_iter()
         .map(|(i, c, f, m)| json!({"id": i, "code": c, "field": f, "message": m}))
         .collect();
+    let (merged_records, merge) = merges_of(conn, &id)?;
     Ok(RecordResponse {
+        forwarded_from: (asked != id).then_some(asked),
+        merged_records,
+        merge,
         record: RecordSummary {
             id,
             doc_type: row.doc_type,
@@ -396,4 +424,41 @@ pub fn get(
         open_conflicts,
         open_flags,
     })
+}
+
+/// The merges a record takes part in: the members merged into it, and (for a merged
+/// member) its own merge with the count of tablet changes it received since.
+fn merges_of(conn: &mut DbConnection, id: &str) -> Result<(Vec<Json>, Option<Json>), ApiError> {
+    use crate::db::schema::{changes, merges};
+    let into: Vec<Json> = merges::table
+        .filter(merges::survivor_id.eq(id))
+        .filter(merges::undone_at.is_null())
+        .select((merges::merged_id, merges::id, merges::merged_at))
+        .order(merges::merged_at)
+        .load::<(String, String, NaiveDateTime)>(conn)?
+        .into_iter()
+        .map(|(m, i, at)| json!({"member_id": m, "merge_id": i, "merged_at": utc(at)}))
+        .collect();
+    let own: Option<(String, String, NaiveDateTime)> = merges::table
+        .filter(merges::merged_id.eq(id))
+        .filter(merges::undone_at.is_null())
+        .select((merges::survivor_id, merges::id, merges::merged_at))
+        .first(conn)
+        .optional()?;
+    let merge = match own {
+        None => None,
+        Some((survivor, merge_id, at)) => {
+            let after: i64 = changes::table
+                .filter(changes::document_id.eq(id))
+                .filter(changes::received_at.gt(at))
+                .filter(changes::device_id.ne(crate::records::SERVER_DEVICE))
+                .count()
+                .get_result(conn)?;
+            Some(json!({
+                "survivor_id": survivor, "merge_id": merge_id, "merged_at": utc(at),
+                "changes_after_merge": after,
+            }))
+        }
+    };
+    Ok((into, merge))
 }

@@ -4,7 +4,9 @@
 //!
 //! The definitions, stated once here and in docs/admin-guide.md:
 //! - A **person** is a member (`member_id`) or, for someone in no cooperative, the
-//!   attendance entry's participant id. A person is **trained** by an attendance entry
+//!   attendance entry's participant id. A member merged into another (`merged_into`,
+//!   docs/duplicates.md) is the survivor: attendance recorded under either id, before or
+//!   after the merge, is one person. A person is **trained** by an attendance entry
 //!   marked `present` or `partial` in a session that is not `cancelled`.
 //! - A person's **sex** is the member record's, else the attendance entry's; one person
 //!   counts under one sex per row (a known value before an unknown one; of two known
@@ -136,7 +138,7 @@ impl Figures {
 /// The word for every row of a total.
 pub const ALL: &str = "all";
 
-const PERSON: &str = "COALESCE(a.member_id, a.participant_id)";
+const PERSON: &str = "COALESCE(m.merged_into, a.member_id, a.participant_id)";
 const SEX: &str = "COALESCE(m.sex, a.sex)";
 
 /// Computes `report` for `principal` (admins only) within `filter`.

@@ -4,6 +4,7 @@
 pub mod changed;
 pub mod conflicts;
 pub mod doc_cache;
+pub mod duplicates;
 pub mod ingest;
 pub mod projection;
 pub mod pull;

@@ -174,11 +174,35 @@ pub fn project(
             let (m, mut findings) = Member::read(doc);
             findings.extend(m.validate(current_year()));
             let findings = without_double_findings(findings);
+            // Detection runs when the compared fields are new or changed (a role or
+            // joining date edit proposes nothing new).
+            let detect = super::duplicates::active();
+            let before: Option<super::duplicates::Compared> = if detect {
+                members::table
+                    .find(doc_id)
+                    .select(super::duplicates::compared_columns!())
+                    .first(conn)
+                    .optional()?
+            } else {
+                None
+            };
+            let cooperative_id = m.cooperative_id.as_deref().map(lenient_id);
+            let after: super::duplicates::Compared = (
+                doc_id.to_string(),
+                cooperative_id.clone(),
+                m.full_name_khmer.clone(),
+                m.name_latin.clone(),
+                m.sex.clone(),
+                m.year_of_birth,
+                m.phone.clone(),
+                m.village.clone(),
+            );
+            let keys = crate::domain::matching::Prepared::of(&super::duplicates::person(&after));
             diesel::delete(members::table.find(doc_id)).execute(conn)?;
             diesel::insert_into(members::table)
                 .values((
                     members::id.eq(doc_id),
-                    members::cooperative_id.eq(m.cooperative_id.as_deref().map(lenient_id)),
+                    members::cooperative_id.eq(&cooperative_id),
                     members::full_name_khmer.eq(&m.full_name_khmer),
                     members::name_latin.eq(&m.name_latin),
                     members::sex.eq(&m.sex),
@@ -189,8 +213,14 @@ pub fn project(
                     members::role.eq(&m.role),
                     members::joined_date.eq(&m.joined_date),
                     members::updated_at.eq(at),
+                    members::phone_key.eq(keys.phone()),
+                    members::skeleton_key.eq(keys.skeleton()),
+                    members::merged_into.eq(m.merged_into.as_deref().map(lenient_id)),
                 ))
                 .execute(conn)?;
+            if detect && before.as_ref() != Some(&after) {
+                super::duplicates::detect(conn, doc_id)?;
+            }
             findings
         }
         DocType::TrainingSession => {
@@ -606,7 +636,6 @@ pub fn rebuild(
     conn: &mut DbConnection,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RebuildReport, ApiError> {
-    use crate::db::schema::conflicts;
     let docs: Vec<(String, String)> = documents::table
         .select((documents::id, documents::doc_type))
         .load(conn)?;
@@ -620,6 +649,19 @@ pub fn rebuild(
         total: ordered.len(),
         ..RebuildReport::default()
     };
+    // Detection is paused: the pairs and their decisions are not a projection and are
+    // kept as they are (`coopsync duplicates rescan` checks them against the members).
+    super::duplicates::paused(|| rebuild_all(conn, &ordered, &mut report, &mut progress))?;
+    Ok(report)
+}
+
+fn rebuild_all(
+    conn: &mut DbConnection,
+    ordered: &[(DocType, String)],
+    report: &mut RebuildReport,
+    progress: &mut impl FnMut(usize, usize),
+) -> Result<(), ApiError> {
+    use crate::db::schema::conflicts;
     crate::db::write_transaction(conn, |conn| {
         // Flags are reconciled, not deleted: decisions attached to them (accepted) and
         // their history (fixed) survive a rebuild.
@@ -662,6 +704,5 @@ pub fn rebuild(
             progress(i + 1, report.total);
         }
         Ok::<_, ApiError>(())
-    })?;
-    Ok(report)
+    })
 }

@@ -12,6 +12,7 @@
 //! | `village` | Str | no |
 //! | `role` | Str: `member`, `chair`, `vice_chair`, `secretary`, `treasurer`, `committee`, `other` | yes |
 //! | `joined_date` | Str `YYYY-MM-DD` | no |
+//! | `merged_into` | Str (UUID of the member this one was merged into) | no: written only by the server (docs/sync-protocol.md, "Merged records") |
 
 use automerge::{AutomergeError, ReadDoc, transaction::Transactable};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct Member {
     pub village: Option<String>,
     pub role: Option<String>,
     pub joined_date: Option<String>,
+    /// Set by the server when an admin merged this record into another member (the
+    /// survivor): the person is the survivor from then on. Absent or null: not merged.
+    pub merged_into: Option<String>,
 }
 
 impl Member {
@@ -56,6 +60,7 @@ impl Member {
             village: r.string("village"),
             role: r.string("role"),
             joined_date: r.string("joined_date"),
+            merged_into: r.string("merged_into"),
         };
         (m, r.findings)
     }
@@ -74,7 +79,8 @@ impl Member {
         w.string("province_code", self.province_code.as_deref())?;
         w.string("village", self.village.as_deref())?;
         w.string("role", self.role.as_deref())?;
-        w.string("joined_date", self.joined_date.as_deref())
+        w.string("joined_date", self.joined_date.as_deref())?;
+        w.string("merged_into", self.merged_into.as_deref())
     }
 
     /// `current_year` bounds the year of birth (passed in: this crate reads no clock).
@@ -85,6 +91,7 @@ impl Member {
         rules::required(&mut f, "sex", &self.sex);
         rules::required(&mut f, "role", &self.role);
         rules::uuid(&mut f, "cooperative_id", &self.cooperative_id);
+        rules::uuid(&mut f, "merged_into", &self.merged_into);
         rules::one_of(&mut f, "sex", &self.sex, &SEX_VALUES);
         rules::one_of(&mut f, "role", &self.role, &ROLES);
         rules::phone(&mut f, "phone", &self.phone);

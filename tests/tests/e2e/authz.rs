@@ -287,14 +287,42 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             cases.push(case("GET", path.into(), Value::Null, caller, status));
         }
     }
-    // Duplicates: admins in scope; national admins name a province.
-    for (caller, status) in [("nat", 200), ("prov07", 200), ("enum07", 403)] {
+    // Duplicates: admins in scope; a pair or merge that does not exist (or is outside
+    // the caller's scope) is 404; enumerators 403.
+    let pair = "/api/v1/duplicates/00000000-0000-5000-8000-000000000000";
+    for (caller, status, item) in [
+        ("nat", 200, 404),
+        ("prov07", 200, 404),
+        ("enum07", 403, 403),
+    ] {
         cases.push(case(
             "GET",
             "/api/v1/duplicates?province=07".into(),
             Value::Null,
             caller,
             status,
+        ));
+        cases.push(case("GET", pair.into(), Value::Null, caller, item));
+        cases.push(case(
+            "POST",
+            format!("{pair}/merge"),
+            json!({"survivor": "00000000-0000-4000-8000-000000000000"}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            format!("{pair}/not-same"),
+            json!({}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            "/api/v1/merges/00000000-0000-4000-8000-000000000000/undo".into(),
+            Value::Null,
+            caller,
+            item,
         ));
     }
     // Imports are national admins' work; the template is for every admin.

@@ -93,9 +93,11 @@ pub async fn list_records(
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// One record: its fields, open conflicts and open flags.
+/// One record: its fields, open conflicts and open flags, and its merges. The id of a
+/// member merged into another answers with the survivor (`forwarded_from` says so)
+/// unless `follow=false`.
 #[utoipa::path(get, path = "/api/v1/records/{id}", tag = "review",
-    params(("id" = String, Path, description = "Document id")),
+    params(("id" = String, Path, description = "Document id"), read::RecordGetQuery),
     security(("bearer" = [])),
     responses((status = 200, body = RecordResponse), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody),
@@ -105,11 +107,13 @@ pub async fn get_record(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    query: web::Query<read::RecordGetQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let query = query.into_inner();
     let found = state
         .db
-        .run(move |conn| read::get(conn, &principal, &id))
+        .run(move |conn| read::get(conn, &principal, &id, &query))
         .await?;
     Ok(HttpResponse::Ok().json(found))
 }

@@ -1,0 +1,433 @@
+//! Possible duplicate members found as records arrive: whenever the projection writes a
+//! member whose compared fields (names, phone, sex, year of birth, village, cooperative)
+//! are new or changed, the member is scored (`domain::matching`) against the members of
+//! its province that share a block with it (its cooperative, its phone, its Khmer
+//! skeleton, its romanised key: four index look-ups), and the pairs that reach the
+//! proposal threshold are kept in `duplicate_pairs` for review. A pair an admin decided
+//! ("not the same person", merged) is not proposed again unless one side's compared
+//! fields change (its fingerprint). `rescan` does the same for every member at once.
+
+use std::{
+    cell::Cell,
+    collections::{HashMap, HashSet},
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use diesel::prelude::*;
+
+use crate::{
+    db::{
+        DbConnection, now,
+        schema::{documents, duplicate_pairs, members},
+    },
+    domain::{
+        matching::{self, Person, Prepared, Score},
+        status::PairStatus,
+    },
+    error::ApiError,
+};
+
+/// Whether detection runs as members are projected (the `duplicate_detection` setting).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+thread_local! {
+    /// Off while this thread rebuilds the projection: a rebuild re-projects every
+    /// member, and the pairs (with their decisions) are kept as they are.
+    static PAUSED: Cell<bool> = const { Cell::new(false) };
+}
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn active() -> bool {
+    ENABLED.load(Ordering::Relaxed) && !PAUSED.with(Cell::get)
+}
+
+/// Runs `f` with detection paused on this thread.
+pub(crate) fn paused<T>(f: impl FnOnce() -> T) -> T {
+    let before = PAUSED.with(|p| p.replace(true));
+    let out = f();
+    PAUSED.with(|p| p.set(before));
+    out
+}
+
+/// The compared fields of a member row: id, cooperative, Khmer name, Latin name, sex,
+/// year of birth, phone, village.
+pub(crate) type Compared = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+macro_rules! compared_columns {
+    () => {
+        (
+            members::id,
+            members::cooperative_id,
+            members::full_name_khmer,
+            members::name_latin,
+            members::sex,
+            members::year_of_birth,
+            members::phone,
+            members::village,
+        )
+    };
+}
+pub(crate) use compared_columns;
+
+pub(crate) fn person(row: &Compared) -> Person {
+    Person {
+        cooperative_id: row.1.clone(),
+        name_khmer: row.2.clone(),
+        name_latin: row.3.clone(),
+        sex: row.4.clone(),
+        year_of_birth: row.5,
+        phone: row.6.clone(),
+        village: row.7.clone(),
+    }
+}
+
+/// The pair's id: the same two members are always the same pair (a rescan finds the
+/// row it found before).
+pub fn pair_id(a: &str, b: &str) -> String {
+    const PAIRS: uuid::Uuid = uuid::Uuid::from_u128(0x2f8d_41c6_9b0e_4a57_8c3d_6e1f_a4b2_9d70);
+    uuid::Uuid::new_v5(&PAIRS, format!("{a}\n{b}").as_bytes()).to_string()
+}
+
+/// One scored pair, `a` < `b`.
+struct Found<'a> {
+    a: &'a str,
+    b: &'a str,
+    a_print: String,
+    b_print: String,
+    score: Score,
+}
+
+fn rules_json(score: &Score) -> String {
+    serde_json::to_string(
+        &score
+            .matched
+            .iter()
+            .map(|m| serde_json::json!({"field": m.field, "rule": m.rule, "points": m.points}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into())
+}
+
+/// Writes a scored pair: new → open; open → rescored; decided → left alone while both
+/// sides are as they were decided, proposed again (open) when one side changed.
+fn upsert(
+    conn: &mut DbConnection,
+    province: Option<&str>,
+    f: &Found<'_>,
+    existing: Option<&(String, String, String)>,
+) -> Result<bool, ApiError> {
+    let id = pair_id(f.a, f.b);
+    let at = now();
+    let points = i64::from(f.score.points);
+    let rules = rules_json(&f.score);
+    match existing {
+        None => {
+            diesel::insert_into(duplicate_pairs::table)
+                .values((
+                    duplicate_pairs::id.eq(&id),
+                    duplicate_pairs::a_id.eq(f.a),
+                    duplicate_pairs::b_id.eq(f.b),
+                    duplicate_pairs::province_code.eq(province),
+                    duplicate_pairs::score.eq(points),
+                    duplicate_pairs::rules.eq(&rules),
+                    duplicate_pairs::status.eq(PairStatus::Open.as_str()),
+                    duplicate_pairs::a_fingerprint.eq(&f.a_print),
+                    duplicate_pairs::b_fingerprint.eq(&f.b_print),
+                    duplicate_pairs::found_at.eq(at),
+                    duplicate_pairs::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            Ok(true)
+        }
+        Some((status, a_print, b_print)) => {
+            let unchanged = *a_print == f.a_print && *b_print == f.b_print;
+            let status = PairStatus::parse(status).unwrap_or(PairStatus::Open);
+            if status != PairStatus::Open && unchanged {
+                return Ok(false);
+            }
+            // A merged pair whose sides changed stays merged: the merge is undone by its
+            // own action, not by an edit.
+            if status == PairStatus::Merged {
+                return Ok(false);
+            }
+            diesel::update(duplicate_pairs::table.find(&id))
+                .set((
+                    duplicate_pairs::province_code.eq(province),
+                    duplicate_pairs::score.eq(points),
+                    duplicate_pairs::rules.eq(&rules),
+                    duplicate_pairs::status.eq(PairStatus::Open.as_str()),
+                    duplicate_pairs::a_fingerprint.eq(&f.a_print),
+                    duplicate_pairs::b_fingerprint.eq(&f.b_print),
+                    duplicate_pairs::updated_at.eq(at),
+                    duplicate_pairs::decided_by.eq(None::<String>),
+                    duplicate_pairs::decided_at.eq(None::<chrono::NaiveDateTime>),
+                ))
+                .execute(conn)?;
+            Ok(status != PairStatus::Open)
+        }
+    }
+}
+
+/// Scores the member `id` (as projected) against the members of its province that share
+/// a block with it and keeps the pairs that reach the threshold; open pairs of this
+/// member that no longer reach it are withdrawn (they were never decided). Runs in the
+/// caller's transaction, after the member's row and its `documents` row are written.
+pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
+    let row: Option<(Compared, Option<String>)> = members::table
+        .find(id)
+        .select((compared_columns!(), members::merged_into))
+        .first(conn)
+        .optional()?;
+    let Some((row, merged_into)) = row else {
+        return Ok(0);
+    };
+    let province: Option<String> = documents::table
+        .find(id)
+        .select(documents::province_code)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten();
+    let me = Prepared::of(&person(&row));
+    let mut candidates: HashMap<String, Compared> = HashMap::new();
+    // A merged record is proposed with nobody: it is the survivor from now on.
+    if merged_into.is_none()
+        && let Some(province) = &province
+    {
+        let mut look = |rows: Vec<Compared>| {
+            for r in rows {
+                if r.0 != id {
+                    candidates.insert(r.0.clone(), r);
+                }
+            }
+        };
+        let base = || {
+            members::table
+                .select(compared_columns!())
+                .filter(members::merged_into.is_null())
+                .into_boxed()
+        };
+        if let Some(c) = me.cooperative() {
+            look(base().filter(members::cooperative_id.eq(c)).load(conn)?);
+        }
+        if let Some(p) = me.phone() {
+            look(base().filter(members::phone_key.eq(p)).load(conn)?);
+        }
+        if let Some(k) = me.skeleton() {
+            look(base().filter(members::skeleton_key.eq(k)).load(conn)?);
+        }
+        // The romanised key is not stored: members always have a Khmer name, and two
+        // that match only in Latin letters share a cooperative or a phone to be proposed.
+        let ids: Vec<&String> = candidates.keys().collect();
+        let in_province: HashSet<String> = documents::table
+            .filter(documents::id.eq_any(ids))
+            .filter(documents::province_code.eq(province))
+            .select(documents::id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        candidates.retain(|k, _| in_province.contains(k));
+    }
+    let my_print = matching::fingerprint(&me);
+    let mut found = Vec::new();
+    let prints: Vec<(String, String, Score)> = candidates
+        .values()
+        .filter_map(|other| {
+            let them = Prepared::of(&person(other));
+            let score = matching::score_prepared(&me, &them);
+            (score.points >= matching::PROPOSE_AT)
+                .then(|| (other.0.clone(), matching::fingerprint(&them), score))
+        })
+        .collect();
+    for (other, their_print, score) in &prints {
+        let (a, b, a_print, b_print) = if id < other.as_str() {
+            (id, other.as_str(), my_print.clone(), their_print.clone())
+        } else {
+            (other.as_str(), id, their_print.clone(), my_print.clone())
+        };
+        found.push(Found {
+            a,
+            b,
+            a_print,
+            b_print,
+            score: score.clone(),
+        });
+    }
+    let existing: HashMap<String, (String, String, String)> = duplicate_pairs::table
+        .filter(
+            duplicate_pairs::a_id
+                .eq(id)
+                .or(duplicate_pairs::b_id.eq(id)),
+        )
+        .select((
+            duplicate_pairs::id,
+            duplicate_pairs::status,
+            duplicate_pairs::a_fingerprint,
+            duplicate_pairs::b_fingerprint,
+        ))
+        .load::<(String, String, String, String)>(conn)?
+        .into_iter()
+        .map(|(i, s, a, b)| (i, (s, a, b)))
+        .collect();
+    let mut kept: HashSet<String> = HashSet::new();
+    for f in &found {
+        let pid = pair_id(f.a, f.b);
+        upsert(conn, province.as_deref(), f, existing.get(&pid))?;
+        kept.insert(pid);
+    }
+    let withdrawn: Vec<&String> = existing
+        .iter()
+        .filter(|(pid, (status, _, _))| status == PairStatus::Open.as_str() && !kept.contains(*pid))
+        .map(|(pid, _)| pid)
+        .collect();
+    if !withdrawn.is_empty() {
+        diesel::delete(duplicate_pairs::table.filter(duplicate_pairs::id.eq_any(withdrawn)))
+            .execute(conn)?;
+    }
+    Ok(found.len())
+}
+
+/// What a full rescan did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RescanReport {
+    pub members: usize,
+    pub provinces: usize,
+    pub compared: u64,
+    /// Pairs at or above the threshold.
+    pub pairs: usize,
+    /// Pairs new or proposed again.
+    pub proposed: usize,
+    /// Open pairs that no longer reach the threshold.
+    pub withdrawn: usize,
+    /// Members whose stored blocking keys were missing or stale and were written.
+    pub keys_written: usize,
+}
+
+/// Every member, province by province, as `detect` would find them one at a time (the
+/// same blocks and scores), in one pass: after an upgrade (the blocking keys of members
+/// projected before it are filled in), after an import with detection off, or to check.
+pub fn rescan(
+    conn: &mut DbConnection,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<RescanReport, ApiError> {
+    let mut report = RescanReport::default();
+    let rows: Vec<(Compared, Option<String>, Option<String>, Option<String>)> = members::table
+        .select((
+            compared_columns!(),
+            members::phone_key,
+            members::skeleton_key,
+            members::merged_into,
+        ))
+        .load(conn)?;
+    let provinces: HashMap<String, Option<String>> = documents::table
+        .filter(documents::doc_type.eq("member"))
+        .select((documents::id, documents::province_code))
+        .load::<(String, Option<String>)>(conn)?
+        .into_iter()
+        .collect();
+    report.members = rows.len();
+    let mut by_province: HashMap<String, Vec<(Compared, Prepared)>> = HashMap::new();
+    for (row, phone_key, skeleton_key, merged_into) in rows {
+        let prepared = Prepared::of(&person(&row));
+        let (p, k) = (prepared.phone(), prepared.skeleton());
+        if phone_key.as_deref() != p || skeleton_key.as_deref() != k {
+            diesel::update(members::table.find(&row.0))
+                .set((members::phone_key.eq(p), members::skeleton_key.eq(k)))
+                .execute(conn)?;
+            report.keys_written += 1;
+        }
+        if merged_into.is_some() {
+            continue;
+        }
+        if let Some(Some(province)) = provinces.get(&row.0) {
+            by_province
+                .entry(province.clone())
+                .or_default()
+                .push((row, prepared));
+        }
+    }
+    report.provinces = by_province.len();
+    let total = by_province.len();
+    let mut provinces_done = 0;
+    let mut names: Vec<String> = by_province.keys().cloned().collect();
+    names.sort();
+    for province in names {
+        let people = &by_province[&province];
+        let prepared: Vec<Prepared> = people.iter().map(|(_, p)| p.clone()).collect();
+        let (pairs, compared) = matching::pairs(&prepared, matching::PROPOSE_AT);
+        report.compared += compared;
+        let existing: HashMap<String, (String, String, String)> = duplicate_pairs::table
+            .filter(duplicate_pairs::province_code.eq(&province))
+            .select((
+                duplicate_pairs::id,
+                duplicate_pairs::status,
+                duplicate_pairs::a_fingerprint,
+                duplicate_pairs::b_fingerprint,
+            ))
+            .load::<(String, String, String, String)>(conn)?
+            .into_iter()
+            .map(|(i, s, a, b)| (i, (s, a, b)))
+            .collect();
+        let mut kept = HashSet::new();
+        for (i, j, score) in pairs {
+            let (x, y) = (&people[i], &people[j]);
+            let (x, y) = if x.0.0 < y.0.0 { (x, y) } else { (y, x) };
+            let f = Found {
+                a: &x.0.0,
+                b: &y.0.0,
+                a_print: matching::fingerprint(&x.1),
+                b_print: matching::fingerprint(&y.1),
+                score,
+            };
+            let pid = pair_id(f.a, f.b);
+            // Pairs of this province found before may sit under another province (a
+            // member moved): look them up by id.
+            let known = match existing.get(&pid) {
+                Some(e) => Some(e.clone()),
+                None => duplicate_pairs::table
+                    .find(&pid)
+                    .select((
+                        duplicate_pairs::status,
+                        duplicate_pairs::a_fingerprint,
+                        duplicate_pairs::b_fingerprint,
+                    ))
+                    .first::<(String, String, String)>(conn)
+                    .optional()?,
+            };
+            let unchanged_open = known.as_ref().is_some_and(|(s, a, b)| {
+                s == PairStatus::Open.as_str() && *a == f.a_print && *b == f.b_print
+            });
+            if !unchanged_open && upsert(conn, Some(&province), &f, known.as_ref())? {
+                report.proposed += 1;
+            }
+            report.pairs += 1;
+            kept.insert(pid);
+        }
+        let withdrawn: Vec<&String> = existing
+            .iter()
+            .filter(|(pid, (status, _, _))| {
+                status == PairStatus::Open.as_str() && !kept.contains(*pid)
+            })
+            .map(|(pid, _)| pid)
+            .collect();
+        report.withdrawn += withdrawn.len();
+        for chunk in withdrawn.chunks(500) {
+            diesel::delete(duplicate_pairs::table.filter(duplicate_pairs::id.eq_any(chunk)))
+                .execute(conn)?;
+        }
+        provinces_done += 1;
+        progress(provinces_done, total);
+    }
+    Ok(report)
+}
