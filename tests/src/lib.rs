@@ -33,6 +33,7 @@ pub use coopsync;
 
 pub mod admin_bench;
 pub mod bench;
+pub mod dedup_eval;
 pub mod process;
 pub mod sim;
 pub mod slowlink;

@@ -68,7 +68,7 @@ pub struct DuplicateSide {
 pub struct MatchedRule {
     pub field: String,
     pub rule: String,
-    pub points: u32,
+    pub points: i32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -120,7 +120,7 @@ fn the_same_farmer_registered_twice_is_proposed_with_its_reasons(app: &TestApp) 
     let (_, _, score, why) = has(&first, &again).unwrap_or_else(|| panic!("{pairs:?}"));
     assert_eq!(*score, 100, "{why}");
     assert!(
-        why.starts_with("same Khmer name (50) + same phone number (35)"),
+        why.starts_with("same Khmer name (40) + same phone number (35)"),
         "{why}"
     );
     let (_, _, _, why) = has(&first, &elsewhere).unwrap_or_else(|| panic!("{pairs:?}"));
