@@ -33,6 +33,13 @@ pub struct AdminReport {
     pub attendance_rows: usize,
     /// (report, national ms, provincial ms)
     pub reports: Vec<(String, f64, f64)>,
+    /// Duplicate detection for one member against the national registry: median and
+    /// p99 of `sync::duplicates::detect` (ms), what it adds to the push that carries it.
+    pub detect_p50_ms: f64,
+    pub detect_p99_ms: f64,
+    /// `coopsync duplicates rescan` of every member (s), and the pairs it holds.
+    pub rescan_s: f64,
+    pub rescan_pairs: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -318,6 +325,7 @@ pub fn run(bin: &std::path::Path, backend: Backend, quick: bool) -> Result<Admin
     report.province_docs = fresh.client.docs().count();
     report.province_bytes = fresh.transport.bytes_down;
 
+    detection(&server.url, &mut report)?;
     report.attendance_rows = fill_sessions(&server.url, n_sessions, 30)?;
     let prov = bench_login(&agent, &addr, "bench.prov07")?.session.access;
     for r in coopsync::reports::Report::ALL {
@@ -340,6 +348,42 @@ pub fn run(bin: &std::path::Path, backend: Backend, quick: bool) -> Result<Admin
             .push((r.as_str().to_string(), median(&token)?, median(&prov)?));
     }
     Ok(report)
+}
+
+/// Times detection for 200 members spread over the registry (each in a transaction that
+/// is rolled back, so the measured state stays the national one), then a full rescan.
+fn detection(url: &str, report: &mut AdminReport) -> Result<(), String> {
+    let mut conn = ConnectionFactory::new(url)
+        .connect()
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<String> = members::table
+        .select(members::id)
+        .order(members::id)
+        .load(&mut conn)
+        .map_err(|e| e.to_string())?;
+    let step = (ids.len() / 200).max(1);
+    let mut ms = Vec::new();
+    for id in ids.iter().step_by(step).take(200) {
+        let started = Instant::now();
+        let _ = coopsync::db::write_transaction(&mut conn, |c| {
+            coopsync::sync::duplicates::detect(c, id)?;
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            Err::<(), _>(coopsync::error::ApiError::internal(
+                "rolled back on purpose",
+            ))
+        });
+    }
+    ms.sort_by(f64::total_cmp);
+    report.detect_p50_ms = percentile(&ms, 0.5);
+    report.detect_p99_ms = percentile(&ms, 0.99);
+    let started = Instant::now();
+    let rescan = coopsync::db::write_transaction(&mut conn, |c| {
+        coopsync::sync::duplicates::rescan(c, |_, _| {})
+    })
+    .map_err(|e| e.to_string())?;
+    report.rescan_s = started.elapsed().as_secs_f64();
+    report.rescan_pairs = rescan.pairs;
+    Ok(())
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -388,6 +432,12 @@ pub fn table(reports: &[AdminReport]) -> String {
             r.province_docs,
             r.province_bytes as f64 / 1e3
         )
+    });
+    row("duplicate detection for one member: p50 / p99 (ms)", &|r| {
+        format!("{:.2} / {:.2}", r.detect_p50_ms, r.detect_p99_ms)
+    });
+    row("duplicates rescan of every member (s), pairs", &|r| {
+        format!("{:.1}, {}", r.rescan_s, r.rescan_pairs)
     });
     row("attendance rows for the reports", &|r| {
         r.attendance_rows.to_string()
