@@ -421,7 +421,7 @@ pub fn pairs(people: &[Prepared], at: u32) -> (Vec<(usize, usize, Score)>, u64) 
             }
         }
     }
-    out.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    out.sort_by_key(|p| (p.0, p.1));
     (out, compared)
 }
 

@@ -751,38 +751,42 @@ pub fn apply(
     let mut done = 0u64;
     let rows = std::mem::take(&mut plan.rows);
     for batch in rows.chunks(BATCH) {
+        // Detection one member at a time is paused for the import: one rescan after the
+        // last batch finds the same pairs (60,000 members: 1.3 s instead of ~2 ms each).
         let outcome: Vec<(u64, Result<(), CommitError>)> = conns.with(|conn| {
-            write_transaction(conn, |conn| {
-                let mut out = Vec::new();
-                for p in batch {
-                    let result = match &p.record {
-                        Record::Cooperative(c) => records::create(
-                            conn,
-                            actor,
-                            admin_user_id,
-                            &p.id,
-                            DocType::Cooperative,
-                            |tx| c.write(tx, true),
-                        ),
-                        Record::Member(m) => records::create(
-                            conn,
-                            actor,
-                            admin_user_id,
-                            &p.id,
-                            DocType::Member,
-                            |tx| m.write(tx, true),
-                        ),
-                    };
-                    match result {
-                        Ok(_) => out.push((p.line, Ok(()))),
-                        // A database error ends the transaction (the whole batch is rolled
-                        // back), so it is the job's error, not one row's.
-                        Err(CommitError::Database(e)) => return Err(ApiError::from(e)),
-                        Err(CommitError::Store(e)) => return Err(e),
-                        Err(e) => out.push((p.line, Err(e))),
+            crate::sync::duplicates::paused(|| {
+                write_transaction(conn, |conn| {
+                    let mut out = Vec::new();
+                    for p in batch {
+                        let result = match &p.record {
+                            Record::Cooperative(c) => records::create(
+                                conn,
+                                actor,
+                                admin_user_id,
+                                &p.id,
+                                DocType::Cooperative,
+                                |tx| c.write(tx, true),
+                            ),
+                            Record::Member(m) => records::create(
+                                conn,
+                                actor,
+                                admin_user_id,
+                                &p.id,
+                                DocType::Member,
+                                |tx| m.write(tx, true),
+                            ),
+                        };
+                        match result {
+                            Ok(_) => out.push((p.line, Ok(()))),
+                            // A database error ends the transaction (the whole batch is rolled
+                            // back), so it is the job's error, not one row's.
+                            Err(CommitError::Database(e)) => return Err(ApiError::from(e)),
+                            Err(CommitError::Store(e)) => return Err(e),
+                            Err(e) => out.push((p.line, Err(e))),
+                        }
                     }
-                }
-                Ok::<_, ApiError>(out)
+                    Ok::<_, ApiError>(out)
+                })
             })
         })?;
         for (line, result) in outcome {
@@ -804,6 +808,13 @@ pub fn apply(
         progress(done, total);
     }
     plan.report.to_create = plan.report.to_create.saturating_sub(plan.report.created);
+    if plan.report.created > 0 && crate::sync::duplicates::active() {
+        conns.with(|conn| {
+            write_transaction(conn, |conn| {
+                crate::sync::duplicates::rescan(conn, |_, _| {}).map(|_| ())
+            })
+        })?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,20 @@ use crate::{
     sync::projection,
 };
 
+/// A member's fields an admin may set (and a merge may take from the other record).
+pub const MEMBER_FIELDS: [&str; 10] = [
+    "cooperative_id",
+    "full_name_khmer",
+    "name_latin",
+    "sex",
+    "year_of_birth",
+    "phone",
+    "province_code",
+    "village",
+    "role",
+    "joined_date",
+];
+
 /// The fields an admin may set, per record type (the schemas of docs/sync-protocol.md;
 /// `type`, `id` and `schema_version` are the record's identity and never edited).
 fn editable(doc_type: DocType, field: &str) -> bool {
@@ -32,18 +46,6 @@ fn editable(doc_type: DocType, field: &str) -> bool {
         "village",
         "status",
         "established_date",
-    ];
-    const MEMBER: [&str; 10] = [
-        "cooperative_id",
-        "full_name_khmer",
-        "name_latin",
-        "sex",
-        "year_of_birth",
-        "phone",
-        "province_code",
-        "village",
-        "role",
-        "joined_date",
     ];
     const SESSION: [&str; 11] = [
         "programme",
@@ -70,7 +72,7 @@ fn editable(doc_type: DocType, field: &str) -> bool {
     ];
     match doc_type {
         DocType::Cooperative => COOPERATIVE.contains(&field),
-        DocType::Member => MEMBER.contains(&field),
+        DocType::Member => MEMBER_FIELDS.contains(&field),
         DocType::TrainingSession => match field.strip_prefix("attendance.") {
             Some(rest) => rest
                 .rsplit_once('.')

@@ -131,20 +131,9 @@ pub struct MergeResponse {
     pub change_hashes: Vec<String>,
 }
 
-/// The fields a merge may take from the duplicate (a member's fields; `merged_into` is
-/// the merge's own mark).
-const MERGEABLE: [&str; 10] = [
-    "cooperative_id",
-    "full_name_khmer",
-    "name_latin",
-    "sex",
-    "year_of_birth",
-    "phone",
-    "province_code",
-    "village",
-    "role",
-    "joined_date",
-];
+/// The fields a merge may take from the duplicate: the member fields an admin may set
+/// (`merged_into` is the merge's own mark).
+const MERGEABLE: &[&str] = &records::edit::MEMBER_FIELDS;
 
 type SideRow = (
     String,
@@ -346,7 +335,7 @@ pub fn list(
             .filter(members::merged_into.is_not_null())
             .select(members::id);
         query = query
-            .filter(duplicate_pairs::a_id.ne_all(merged.clone()))
+            .filter(duplicate_pairs::a_id.ne_all(merged))
             .filter(duplicate_pairs::b_id.ne_all(merged));
     }
     if !scope.all {
@@ -450,11 +439,31 @@ fn require_visible(
     Ok(())
 }
 
-fn not_open(status: &str) -> ApiError {
-    ApiError::Conflict {
-        code: "pair_not_open",
-        message: format!("this pair is {status} already"),
+/// The two members of an open pair the caller may decide on.
+fn open_pair(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    pair_id: &str,
+) -> Result<(String, String), ApiError> {
+    principal.require_admin()?;
+    let (a, b, status): (String, String, String) = duplicate_pairs::table
+        .find(pair_id)
+        .select((
+            duplicate_pairs::a_id,
+            duplicate_pairs::b_id,
+            duplicate_pairs::status,
+        ))
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("duplicate pair"))?;
+    require_visible(conn, principal, &[&a, &b], "duplicate pair")?;
+    if status != PairStatus::Open.as_str() {
+        return Err(ApiError::Conflict {
+            code: "pair_not_open",
+            message: format!("this pair is {status} already"),
+        });
     }
+    Ok((a, b))
 }
 
 /// A root field of a document as JSON (absent: null), for keeping and restoring it.
@@ -500,21 +509,7 @@ pub fn merge(
     pair_id: &str,
     req: &MergeRequest,
 ) -> Result<MergeResponse, ApiError> {
-    principal.require_admin()?;
-    let (a, b, status): (String, String, String) = duplicate_pairs::table
-        .find(pair_id)
-        .select((
-            duplicate_pairs::a_id,
-            duplicate_pairs::b_id,
-            duplicate_pairs::status,
-        ))
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("duplicate pair"))?;
-    require_visible(conn, principal, &[&a, &b], "duplicate pair")?;
-    if status != PairStatus::Open.as_str() {
-        return Err(not_open(&status));
-    }
+    let (a, b) = open_pair(conn, principal, pair_id)?;
     let survivor = req.survivor.to_ascii_lowercase();
     let merged = if survivor == a {
         b
@@ -608,6 +603,21 @@ fn merge_members(
             previous.insert(f.clone(), old);
         }
     }
+    // The merge row first: the projection follows a `merged_into` only when a merge
+    // not undone says so.
+    let id = uuid::Uuid::new_v4().to_string();
+    let at = now();
+    diesel::insert_into(merges::table)
+        .values((
+            merges::id.eq(&id),
+            merges::pair_id.eq(pair_id),
+            merges::survivor_id.eq(survivor),
+            merges::merged_id.eq(merged),
+            merges::previous.eq(Json::Object(previous).to_string()),
+            merges::merged_by.eq(&principal.user_id),
+            merges::merged_at.eq(at),
+        ))
+        .execute(conn)?;
     let mut hashes = Vec::new();
     let mark = records::commit(conn, actor, &principal.user_id, merged, |tx, _| {
         tx.put(ROOT, "merged_into", ScalarValue::Str(survivor.into()))
@@ -622,19 +632,6 @@ fn merge_members(
         })?;
         hashes.push(written.hash);
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    let at = now();
-    diesel::insert_into(merges::table)
-        .values((
-            merges::id.eq(&id),
-            merges::pair_id.eq(pair_id),
-            merges::survivor_id.eq(survivor),
-            merges::merged_id.eq(merged),
-            merges::previous.eq(Json::Object(previous).to_string()),
-            merges::merged_by.eq(&principal.user_id),
-            merges::merged_at.eq(at),
-        ))
-        .execute(conn)?;
     let fields_taken: Vec<String> = taken.iter().map(|(f, _)| f.clone()).collect();
     AuditEvent {
         actor_user_id: Some(&principal.user_id),
@@ -774,21 +771,7 @@ pub fn not_same(
     pair_id: &str,
     req: &NotSameRequest,
 ) -> Result<DuplicateCandidate, ApiError> {
-    principal.require_admin()?;
-    let (a, b, status): (String, String, String) = duplicate_pairs::table
-        .find(pair_id)
-        .select((
-            duplicate_pairs::a_id,
-            duplicate_pairs::b_id,
-            duplicate_pairs::status,
-        ))
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("duplicate pair"))?;
-    require_visible(conn, principal, &[&a, &b], "duplicate pair")?;
-    if status != PairStatus::Open.as_str() {
-        return Err(not_open(&status));
-    }
+    let (a, b) = open_pair(conn, principal, pair_id)?;
     if let Some(n) = &req.note
         && n.chars().count() > 500
     {

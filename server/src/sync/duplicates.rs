@@ -264,22 +264,28 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
             score: score.clone(),
         });
     }
-    let existing: HashMap<String, (String, String, String)> = duplicate_pairs::table
-        .filter(
-            duplicate_pairs::a_id
-                .eq(id)
-                .or(duplicate_pairs::b_id.eq(id)),
-        )
-        .select((
-            duplicate_pairs::id,
-            duplicate_pairs::status,
-            duplicate_pairs::a_fingerprint,
-            duplicate_pairs::b_fingerprint,
-        ))
-        .load::<(String, String, String, String)>(conn)?
-        .into_iter()
-        .map(|(i, s, a, b)| (i, (s, a, b)))
-        .collect();
+    // Two look-ups, one per side's index (`a = ? OR b = ?` scans the table on SQLite).
+    let mut existing: HashMap<String, (String, String, String)> = HashMap::new();
+    for by_a in [true, false] {
+        let q = duplicate_pairs::table
+            .select((
+                duplicate_pairs::id,
+                duplicate_pairs::status,
+                duplicate_pairs::a_fingerprint,
+                duplicate_pairs::b_fingerprint,
+            ))
+            .into_boxed();
+        let q = if by_a {
+            q.filter(duplicate_pairs::a_id.eq(id))
+        } else {
+            q.filter(duplicate_pairs::b_id.eq(id))
+        };
+        existing.extend(
+            q.load::<(String, String, String, String)>(conn)?
+                .into_iter()
+                .map(|(i, s, a, b)| (i, (s, a, b))),
+        );
+    }
     let mut kept: HashSet<String> = HashSet::new();
     for f in &found {
         let pid = pair_id(f.a, f.b);
@@ -322,7 +328,9 @@ pub fn rescan(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RescanReport, ApiError> {
     let mut report = RescanReport::default();
-    let rows: Vec<(Compared, Option<String>, Option<String>, Option<String>)> = members::table
+    // The compared fields, the stored phone and skeleton keys, the merge mark.
+    type Row = (Compared, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = members::table
         .select((
             compared_columns!(),
             members::phone_key,

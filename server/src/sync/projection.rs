@@ -198,6 +198,23 @@ pub fn project(
                 m.village.clone(),
             );
             let keys = crate::domain::matching::Prepared::of(&super::duplicates::person(&after));
+            // Only the server's merge marks a record merged: a `merged_into` a tablet
+            // wrote is kept in the document but not followed (it would let one tablet
+            // fold a person into another in every report).
+            let merged_into = match m.merged_into.as_deref().map(lenient_id) {
+                Some(survivor) => {
+                    use crate::db::schema::merges;
+                    merges::table
+                        .filter(merges::merged_id.eq(doc_id))
+                        .filter(merges::survivor_id.eq(&survivor))
+                        .filter(merges::undone_at.is_null())
+                        .count()
+                        .get_result::<i64>(conn)?
+                        .gt(&0)
+                        .then_some(survivor)
+                }
+                None => None,
+            };
             diesel::delete(members::table.find(doc_id)).execute(conn)?;
             diesel::insert_into(members::table)
                 .values((
@@ -215,7 +232,7 @@ pub fn project(
                     members::updated_at.eq(at),
                     members::phone_key.eq(keys.phone()),
                     members::skeleton_key.eq(keys.skeleton()),
-                    members::merged_into.eq(m.merged_into.as_deref().map(lenient_id)),
+                    members::merged_into.eq(&merged_into),
                 ))
                 .execute(conn)?;
             if detect && before.as_ref() != Some(&after) {

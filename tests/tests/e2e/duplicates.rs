@@ -237,7 +237,7 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
         1984,
         "012 345 678",
     );
-    member(
+    let daughter = member(
         &mut a,
         &coop,
         "សុខ ស្រីពៅ",
@@ -295,6 +295,13 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
     let s3 = b.create_session("07", &coop);
     b.record_attendance(&s3, &again, Some(&again), 6.0);
     b.set(&again, "village", "Kampong Bay");
+
+    // A tablet cannot merge by writing the mark itself: it is kept, not followed.
+    a.set(&daughter, "merged_into", &first);
+    a.sync();
+    let r = app.get(&format!("/api/v1/records/{daughter}"), Some(&p07));
+    assert_eq!(r.body["record"]["id"], json!(daughter), "{}", r.body);
+    assert!(r.body["forwarded_from"].is_null());
 
     // Refused decisions.
     let e = app.login("enum07a").access;
