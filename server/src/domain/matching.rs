@@ -262,6 +262,10 @@ pub struct Score {
     pub matched: Vec<Matched>,
 }
 
+/// A phone or Khmer skeleton block larger than this is not used (an enumerator's own
+/// number typed for every member, a placeholder such as `000 000 000`).
+pub const MAX_BLOCK: usize = 200;
+
 /// Pairs scoring at least this are proposed for review.
 pub const PROPOSE_AT: u32 = 60;
 
@@ -406,6 +410,9 @@ pub fn pairs(people: &[Prepared], at: u32) -> (Vec<(usize, usize, Score)>, u64) 
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     let mut out = Vec::new();
     let mut compared = 0u64;
+    // A cooperative is a block whatever its size; a phone or skeleton shared by more
+    // than `MAX_BLOCK` people is no evidence of one person and is skipped.
+    by_block.retain(|key, members| key.starts_with("c:") || members.len() <= MAX_BLOCK);
     for members in by_block.values() {
         for (x, &i) in members.iter().enumerate() {
             for &j in &members[x + 1..] {

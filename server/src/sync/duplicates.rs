@@ -221,11 +221,29 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
         if let Some(c) = me.cooperative() {
             look(base().filter(members::cooperative_id.eq(c)).load(conn)?);
         }
+        // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
+        // nothing about a person (an enumerator's own number typed for everyone, a
+        // placeholder): such a block is skipped, as `matching::pairs` skips it.
+        let capped = |rows: Vec<Compared>| {
+            if rows.len() > matching::MAX_BLOCK {
+                Vec::new()
+            } else {
+                rows
+            }
+        };
         if let Some(p) = me.phone() {
-            look(base().filter(members::phone_key.eq(p)).load(conn)?);
+            let rows = base()
+                .filter(members::phone_key.eq(p))
+                .limit(matching::MAX_BLOCK as i64 + 1)
+                .load(conn)?;
+            look(capped(rows));
         }
         if let Some(k) = me.skeleton() {
-            look(base().filter(members::skeleton_key.eq(k)).load(conn)?);
+            let rows = base()
+                .filter(members::skeleton_key.eq(k))
+                .limit(matching::MAX_BLOCK as i64 + 1)
+                .load(conn)?;
+            look(capped(rows));
         }
         // The romanised key is not stored: members always have a Khmer name, and two
         // that match only in Latin letters share a cooperative or a phone to be proposed.
