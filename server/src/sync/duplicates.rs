@@ -100,6 +100,27 @@ pub fn pair_id(a: &str, b: &str) -> String {
     uuid::Uuid::new_v5(&PAIRS, format!("{a}\n{b}").as_bytes()).to_string()
 }
 
+/// A stored pair's status and the fingerprints of its two sides when it was last scored
+/// or decided.
+type PairState = (String, String, String);
+
+/// The stored pairs matching `filter`, as `(id, PairState)`.
+macro_rules! pair_states {
+    ($conn:expr, $filter:expr) => {
+        duplicate_pairs::table
+            .filter($filter)
+            .select((
+                duplicate_pairs::id,
+                duplicate_pairs::status,
+                duplicate_pairs::a_fingerprint,
+                duplicate_pairs::b_fingerprint,
+            ))
+            .load::<(String, String, String, String)>($conn)?
+            .into_iter()
+            .map(|(i, s, a, b)| (i, (s, a, b)))
+    };
+}
+
 /// One scored pair, `a` < `b`.
 struct Found<'a> {
     a: &'a str,
@@ -126,7 +147,7 @@ fn upsert(
     conn: &mut DbConnection,
     province: Option<&str>,
     f: &Found<'_>,
-    existing: Option<&(String, String, String)>,
+    existing: Option<&PairState>,
 ) -> Result<bool, ApiError> {
     let id = pair_id(f.a, f.b);
     let at = now();
@@ -154,12 +175,9 @@ fn upsert(
         Some((status, a_print, b_print)) => {
             let unchanged = *a_print == f.a_print && *b_print == f.b_print;
             let status = PairStatus::parse(status).unwrap_or(PairStatus::Open);
-            if status != PairStatus::Open && unchanged {
-                return Ok(false);
-            }
-            // A merged pair whose sides changed stays merged: the merge is undone by its
-            // own action, not by an edit.
-            if status == PairStatus::Merged {
+            // A merged pair stays merged whatever its sides do: a merge is undone by its
+            // own action, not by an edit. "Not the same" holds while both sides do.
+            if status == PairStatus::Merged || (status == PairStatus::NotSame && unchanged) {
                 return Ok(false);
             }
             diesel::update(duplicate_pairs::table.find(&id))
@@ -190,21 +208,30 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
         .select((compared_columns!(), members::merged_into))
         .first(conn)
         .optional()?;
-    let Some((row, merged_into)) = row else {
-        return Ok(0);
-    };
+    match row {
+        Some((row, merged_into)) => detect_row(conn, &row, merged_into.is_some()),
+        None => Ok(0),
+    }
+}
+
+/// [`detect`] for a member row the caller has just written (the projection: no need to
+/// read it back).
+pub(crate) fn detect_row(
+    conn: &mut DbConnection,
+    row: &Compared,
+    merged: bool,
+) -> Result<usize, ApiError> {
+    let id = row.0.as_str();
     let province: Option<String> = documents::table
         .find(id)
         .select(documents::province_code)
         .first::<Option<String>>(conn)
         .optional()?
         .flatten();
-    let me = Prepared::of(&person(&row));
+    let me = Prepared::of(&person(row));
     let mut candidates: HashMap<String, Compared> = HashMap::new();
     // A merged record is proposed with nobody: it is the survivor from now on.
-    if merged_into.is_none()
-        && let Some(province) = &province
-    {
+    if !merged && let Some(province) = &province {
         let mut look = |rows: Vec<Compared>| {
             for r in rows {
                 if r.0 != id {
@@ -283,27 +310,9 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
         });
     }
     // Two look-ups, one per side's index (`a = ? OR b = ?` scans the table on SQLite).
-    let mut existing: HashMap<String, (String, String, String)> = HashMap::new();
-    for by_a in [true, false] {
-        let q = duplicate_pairs::table
-            .select((
-                duplicate_pairs::id,
-                duplicate_pairs::status,
-                duplicate_pairs::a_fingerprint,
-                duplicate_pairs::b_fingerprint,
-            ))
-            .into_boxed();
-        let q = if by_a {
-            q.filter(duplicate_pairs::a_id.eq(id))
-        } else {
-            q.filter(duplicate_pairs::b_id.eq(id))
-        };
-        existing.extend(
-            q.load::<(String, String, String, String)>(conn)?
-                .into_iter()
-                .map(|(i, s, a, b)| (i, (s, a, b))),
-        );
-    }
+    let mut existing: HashMap<String, PairState> = HashMap::new();
+    existing.extend(pair_states!(conn, duplicate_pairs::a_id.eq(id)));
+    existing.extend(pair_states!(conn, duplicate_pairs::b_id.eq(id)));
     let mut kept: HashSet<String> = HashSet::new();
     for f in &found {
         let pid = pair_id(f.a, f.b);
@@ -393,18 +402,8 @@ pub fn rescan(
         let prepared: Vec<Prepared> = people.iter().map(|(_, p)| p.clone()).collect();
         let (pairs, compared) = matching::pairs(&prepared, matching::PROPOSE_AT);
         report.compared += compared;
-        let existing: HashMap<String, (String, String, String)> = duplicate_pairs::table
-            .filter(duplicate_pairs::province_code.eq(&province))
-            .select((
-                duplicate_pairs::id,
-                duplicate_pairs::status,
-                duplicate_pairs::a_fingerprint,
-                duplicate_pairs::b_fingerprint,
-            ))
-            .load::<(String, String, String, String)>(conn)?
-            .into_iter()
-            .map(|(i, s, a, b)| (i, (s, a, b)))
-            .collect();
+        let existing: HashMap<String, PairState> =
+            pair_states!(conn, duplicate_pairs::province_code.eq(&province)).collect();
         let mut kept = HashSet::new();
         for (i, j, score) in pairs {
             let (x, y) = (&people[i], &people[j]);
@@ -428,7 +427,7 @@ pub fn rescan(
                         duplicate_pairs::a_fingerprint,
                         duplicate_pairs::b_fingerprint,
                     ))
-                    .first::<(String, String, String)>(conn)
+                    .first::<PairState>(conn)
                     .optional()?,
             };
             let unchanged_open = known.as_ref().is_some_and(|(s, a, b)| {

@@ -236,7 +236,7 @@ pub fn project(
                 ))
                 .execute(conn)?;
             if detect && before.as_ref() != Some(&after) {
-                super::duplicates::detect(conn, doc_id)?;
+                super::duplicates::detect_row(conn, &after, merged_into.is_some())?;
             }
             findings
         }
