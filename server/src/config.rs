@@ -96,6 +96,10 @@ pub struct Settings {
     /// Look for possible duplicate members as records arrive (docs/duplicates.md). Off:
     /// nothing is proposed until `coopsync duplicates rescan`.
     pub duplicate_detection: bool,
+    /// A web app session unused for this many minutes ends (the next page asks to sign in).
+    pub web_session_idle_mins: u64,
+    /// A web app session ends this many hours after sign-in, however busy.
+    pub web_session_max_hours: u64,
     pub workers: Option<usize>,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -135,6 +139,8 @@ impl Default for Settings {
             body_min_rate_grace_secs: 15,
             pending_stale_days: 7,
             duplicate_detection: true,
+            web_session_idle_mins: 30,
+            web_session_max_hours: 12,
             workers: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
@@ -255,6 +261,8 @@ impl Settings {
                         _ => return Err(err("expected true or false")),
                     }
                 }
+                "WEB_SESSION_IDLE_MINS" => self.web_session_idle_mins = num(&value)?,
+                "WEB_SESSION_MAX_HOURS" => self.web_session_max_hours = num(&value)?,
                 "METRICS_TOKEN" => self.metrics_token = Secret::new(value),
                 "JSON_BODY_LIMIT" => {
                     self.json_body_limit = num(&value)?.try_into().map_err(|_| err("too large"))?
@@ -316,6 +324,9 @@ impl Settings {
         }
         if !self.metrics_token.is_empty() && self.metrics_token.expose().len() < 24 {
             return invalid("metrics_token must be at least 24 characters");
+        }
+        if self.web_session_idle_mins == 0 || self.web_session_max_hours == 0 {
+            return invalid("web_session_idle_mins and web_session_max_hours must be at least 1");
         }
         if self.uploads_per_account == 0 || self.uploads_per_device == 0 {
             return invalid("uploads_per_account and uploads_per_device must be at least 1");

@@ -71,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::redirect("/api/v1/docs", "/api/v1/docs/"))
     .configure(api::v1::configure)
+    .configure(crate::web::configure)
     .default_service(web::to(|| async {
         envelope(StatusCode::NOT_FOUND, "not_found", "no such route")
     }));
@@ -114,6 +115,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(Compress::default())
+                .wrap(from_fn(crate::web::security_headers))
                 .wrap(from_fn(telemetry::request_context))
                 .configure(configure)
         })

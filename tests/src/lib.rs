@@ -33,6 +33,7 @@ pub use coopsync;
 
 pub mod admin_bench;
 pub mod bench;
+pub mod browser;
 pub mod dedup_eval;
 pub mod process;
 pub mod sim;

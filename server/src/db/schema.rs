@@ -343,6 +343,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    web_preferences (user_id) {
+        user_id -> Text,
+        language -> Text,
+    }
+}
+
+diesel::table! {
+    web_sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        device_id -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(attendance -> training_sessions (session_id));
 diesel::joinable!(changes -> documents (document_id));
 diesel::joinable!(conflicts -> documents (document_id));
@@ -356,6 +375,9 @@ diesel::joinable!(user_cooperatives -> users (user_id));
 diesel::joinable!(user_provinces -> provinces (province_code));
 diesel::joinable!(user_provinces -> users (user_id));
 diesel::joinable!(validation_flags -> documents (document_id));
+diesel::joinable!(web_preferences -> users (user_id));
+diesel::joinable!(web_sessions -> devices (device_id));
+diesel::joinable!(web_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     actors,
@@ -383,4 +405,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_provinces,
     users,
     validation_flags,
+    web_preferences,
+    web_sessions,
 );

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use serde_json::{Value, json};
 use sync_protocol::documents::{DocType, Member};
 
-fn member(
+pub(crate) fn member(
     t: &mut Tablet,
     coop: &str,
     km: &str,

@@ -35,3 +35,4 @@ mod slowlink;
 mod spreadsheets;
 mod sync;
 mod tokens;
+mod web_app;

@@ -34,8 +34,19 @@ pub async fn export_dataset(
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    download_dataset(&state, principal, &path, &query).await
+}
+
+/// The download of `dataset` for `principal` (authorized, audited, streamed): the API's
+/// route and the web app's download link are this one function.
+pub async fn download_dataset(
+    state: &AppState,
+    principal: Principal,
+    dataset: &str,
+    query: &ExportQuery,
+) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
-    let dataset = Dataset::parse(&path).ok_or(ApiError::NotFound("dataset"))?;
+    let dataset = Dataset::parse(dataset).ok_or(ApiError::NotFound("dataset"))?;
     export::authorize(&principal, dataset)?;
     let (format, filter) = (query.format()?, query.filter()?);
     let (p, f) = (principal.clone(), filter.clone());

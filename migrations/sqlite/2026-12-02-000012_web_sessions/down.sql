@@ -1,0 +1,2 @@
+DROP TABLE web_preferences;
+DROP TABLE web_sessions;
