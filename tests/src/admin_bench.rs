@@ -40,6 +40,120 @@ pub struct AdminReport {
     /// `coopsync duplicates rescan` of every member (s), and the pairs it holds.
     pub rescan_s: f64,
     pub rescan_pairs: usize,
+    /// (web page, national ms, provincial ms): server time, median of 5.
+    pub pages: Vec<(String, f64, f64)>,
+    /// Bytes of the dashboard's HTML on the wire (gzip), national admin.
+    pub dashboard_bytes: usize,
+}
+
+/// A web app session of `user`: the cookie header its pages need.
+fn web_session(addr: &str, user: &str) -> Result<String, String> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build(),
+    );
+    let cookies = |r: &ureq::http::Response<ureq::Body>| -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+            .collect()
+    };
+    let page = agent
+        .get(format!("{addr}/login"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let jar = cookies(&page).join("; ");
+    let html = page
+        .into_body()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let at = html
+        .find("name=\"_csrf\" value=\"")
+        .ok_or("no CSRF field on the sign-in page")?
+        + 20;
+    let csrf: String = html[at..].chars().take_while(|c| *c != '"').collect();
+    let body = format!(
+        "_csrf={csrf}&username={user}&password={}",
+        crate::bench::ADMIN_PASSWORD
+    );
+    let signed = agent
+        .post(format!("{addr}/login"))
+        .header("cookie", &jar)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(body.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if signed.status().as_u16() != 303 {
+        return Err(format!("web sign-in of {user}: {}", signed.status()));
+    }
+    Ok(cookies(&signed).join("; "))
+}
+
+/// Server time (ms) and bytes on the wire (gzip) of one page.
+fn page_ms(agent: &ureq::Agent, url: &str, cookie: &str) -> Result<(f64, usize), String> {
+    let resp = agent
+        .get(url)
+        .header("cookie", cookie)
+        .header("accept-encoding", "gzip")
+        .call()
+        .map_err(|e| e.to_string())?;
+    if resp.status().as_u16() != 200 {
+        return Err(format!("GET {url}: {}", resp.status()));
+    }
+    let ms = resp
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("dur=").nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let bytes = resp
+        .into_body()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((ms, bytes.len()))
+}
+
+/// The web app's pages at this scale, national and provincial admin.
+fn pages(addr: &str, report: &mut AdminReport) -> Result<(), String> {
+    let agent = bench_agent();
+    let national = web_session(addr, crate::bench::ADMIN)?;
+    let provincial = web_session(addr, "bench.prov07")?;
+    for path in [
+        "/dashboard",
+        "/records",
+        "/records?q=%E1%9E%85%E1%9E%B6%E1%9E%93%E1%9F%8B%E1%9E%90%E1%9E%B6",
+        "/records?q=Chanthea",
+        "/review/duplicates",
+        "/review/conflicts",
+        "/review/flags",
+        "/accounts",
+        "/devices",
+    ] {
+        let url = format!("{addr}{path}");
+        let median = |cookie: &str| -> Result<(f64, usize), String> {
+            let mut ms = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..5 {
+                let (t, b) = page_ms(&agent, &url, cookie)?;
+                ms.push(t);
+                bytes = b;
+            }
+            ms.sort_by(f64::total_cmp);
+            Ok((ms[2], bytes))
+        };
+        let (n, bytes) = median(&national)?;
+        if path == "/dashboard" {
+            report.dashboard_bytes = bytes;
+        }
+        report
+            .pages
+            .push((path.to_string(), n, median(&provincial)?.0));
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -347,6 +461,7 @@ pub fn run(bin: &std::path::Path, backend: Backend, quick: bool) -> Result<Admin
             .reports
             .push((r.as_str().to_string(), median(&token)?, median(&prov)?));
     }
+    pages(&addr, &mut report)?;
     Ok(report)
 }
 
@@ -453,6 +568,24 @@ pub fn table(reports: &[AdminReport]) -> String {
                 .map(|(_, n, p)| format!("{n:.1} / {p:.1}"))
                 .unwrap_or_default()
         });
+    }
+    row("web dashboard HTML on the wire (gzip, KB)", &|r| {
+        format!("{:.1}", r.dashboard_bytes as f64 / 1e3)
+    });
+    let pages: Vec<String> = reports
+        .first()
+        .map(|r| r.pages.iter().map(|(n, _, _)| n.clone()).collect())
+        .unwrap_or_default();
+    for (i, name) in pages.iter().enumerate() {
+        row(
+            &format!("web page `{name}`: national / province (ms)"),
+            &|r| {
+                r.pages
+                    .get(i)
+                    .map(|(_, n, p)| format!("{n:.1} / {p:.1}"))
+                    .unwrap_or_default()
+            },
+        );
     }
     out
 }

@@ -13,7 +13,7 @@ use sync_protocol::{client::SyncClient, documents::DocType, messages::DocChanges
 
 use crate::{Backend, TempDir, tablet::Tablet};
 
-const ADMIN: &str = "bench.admin";
+pub const ADMIN: &str = "bench.admin";
 pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// Work sizes.

@@ -267,6 +267,15 @@ impl Browser {
         );
     }
 
+    /// Chooses `path` in a file input (the driver sends the local file's path).
+    pub fn type_into_file(&self, e: &Element, path: &str) {
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{}/value", e.0)),
+            Some(json!({ "text": path })),
+        );
+    }
+
     pub fn text(&self, e: &Element) -> String {
         self.call("GET", &self.s(&format!("/element/{}/text", e.0)), None)
             .as_str()

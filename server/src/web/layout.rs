@@ -22,6 +22,7 @@ pub enum Section {
     Accounts,
     Devices,
     Exports,
+    Imports,
     Audit,
     None,
 }
@@ -60,6 +61,7 @@ fn nav_items(lang: Lang, role: Role) -> Vec<(Section, &'static str, &'static str
         (Section::Exports, "/exports", lang.t("Exports", "នាំចេញ")),
     ];
     if role == Role::NationalAdmin {
+        items.push((Section::Imports, "/imports", lang.t("Imports", "នាំចូល")));
         items.push((Section::Audit, "/audit", lang.t("Audit log", "កំណត់ហេតុសវនកម្ម")));
     }
     items

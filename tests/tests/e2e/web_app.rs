@@ -233,6 +233,15 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     br.press("form[action='/accounts'] button[type=submit]");
     br.wait_for_text(".done", "Account created");
     assert!(br.text_of("#user-new\\.enum").contains("Enumerator"));
+    br.press("#user-new\\.enum a");
+    assert_eq!(
+        br.find("input[name=provinces][value='07']")
+            .attr(&br, "checked"),
+        "true",
+        "the account page shows the assignment"
+    );
+    br.press("form[action$='/assignments'] button");
+    br.wait_for_text(".done", "Assignments saved");
     let login = app.post(
         "/api/v1/auth/login",
         None,
@@ -379,6 +388,50 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         "the released cooperative is stored: {}",
         rec.body
     );
+    // The national admin imports cooperatives: upload, read the dry run, apply.
+    let dir = coopsync_tests::TempDir::new();
+    let csv = dir.path.join("registry.csv");
+    std::fs::write(
+        &csv,
+        "registration_number,name_khmer,name_latin,province_code,status\n\
+         WEB-001,សហគមន៍ ទឹកឈូ,Tuek Chhu,07,active\n\
+         WEB-002,សហគមន៍ ព្រៃ,Prey,99,active\n\
+         WEB-003,សហគមន៍ អូរ,Ou,12,active\n",
+    )
+    .unwrap();
+    br.press("nav a[href='/imports']");
+    let kind = br.find("select[name=kind] option[value=cooperatives]");
+    br.click(&kind);
+    let input = br.find("input[type=file]");
+    br.type_into_file(&input, &csv.display().to_string());
+    br.press("form[action='/imports'] button[type=submit]");
+    br.wait_for_text("p.done", "checked");
+    assert_eq!(digits(&br.text_of("#import-rows")), 3);
+    assert_eq!(digits(&br.text_of("#import-failed")), 1);
+    assert!(
+        br.text_of("#import-errors").contains("province_code"),
+        "{}",
+        br.text_of("#import-errors")
+    );
+    shoot(&br, backend, "en-13-import-dry-run");
+    br.press("form[action$='/apply'] button");
+    br.accept_alert();
+    for _ in 0..100 {
+        if br.text_of("p.done").contains("applied") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        br.goto(&br.url());
+    }
+    br.wait_for_text("p.done", "applied");
+    let coops = app.get("/api/v1/records?type=cooperative&q=Tuek", Some(&nat));
+    assert_eq!(
+        coops.body["records"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        coops.body
+    );
+
     br.goto(&app.url("/audit"));
     let audit = br.text_of("main");
     for action in [

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{CsrfOnly, provinces};
 use crate::{
-    accounts::{self, CreateUserRequest, UpdateUserRequest},
+    accounts::{self, AssignmentsRequest, CreateUserRequest, UpdateUserRequest},
     auth::password,
     db::schema::users,
     domain::access::Role,
@@ -27,6 +27,11 @@ use crate::{
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/accounts", web::get().to(account_list))
         .route("/accounts", web::post().to(account_create))
+        .route("/accounts/{id}", web::get().to(account_page))
+        .route(
+            "/accounts/{id}/assignments",
+            web::post().to(account_assignments),
+        )
         .route("/accounts/{id}/active", web::post().to(account_active))
         .route("/accounts/{id}/password", web::post().to(account_password))
         .route("/devices", web::get().to(device_list))
@@ -47,6 +52,10 @@ fn done_message(lang: Lang, code: &str) -> Option<&'static str> {
         "password" => lang.t(
             "Password reset: the person signs in with the new one.",
             "បានកំណត់ពាក្យសម្ងាត់ថ្មី។",
+        ),
+        "assigned" => lang.t(
+            "Assignments saved: the account's tablets get the new provinces' records at their next sync.",
+            "បានរក្សាទុកការចាត់តាំង៖ ថេប្លេតនឹងទទួលកំណត់ត្រានៃខេត្តថ្មីនៅពេលធ្វើសមកាលកម្មបន្ទាប់។",
         ),
         "revoked" => lang.t(
             "Device revoked: its next sync is refused and it cannot sign in again.",
@@ -122,7 +131,7 @@ async fn account_list(
                     th scope="col" { (lang.t("Status", "ស្ថានភាព")) } th scope="col" { (lang.t("Actions", "សកម្មភាព")) }
                 } }
                 tbody { @for v in &views { tr id={ "user-" (v.user.username) } {
-                    td { (v.user.username) } td { (v.user.full_name.as_deref().unwrap_or("")) }
+                    td { a href={ "/accounts/" (v.user.id) } { (v.user.username) } } td { (v.user.full_name.as_deref().unwrap_or("")) }
                     td { (role_name(lang, v.role)) }
                     td { (v.assignments.provinces.iter().cloned().collect::<Vec<_>>().join(", ")) }
                     td { @if v.user.active { (lang.t("active", "សកម្ម")) } @else { span.tag { (lang.t("deactivated", "បានបិទ")) } } }
@@ -351,4 +360,85 @@ async fn device_revoke(
     })
     .await?;
     Ok(crate::web::done("/devices", "revoked"))
+}
+
+async fn account_page(
+    state: web::Data<AppState>,
+    user: WebUser,
+    id: web::Path<String>,
+    query: web::Query<Paged>,
+) -> Result<HttpResponse, WebError> {
+    let lang = user.lang;
+    let (actor, p) = (user.principal.actor(), user.principal.clone());
+    let (v, provs) = user
+        .run(&state, move |conn| {
+            Ok((accounts::get_user(conn, &actor, &id)?, provinces(conn, &p)?))
+        })
+        .await?;
+    let own = v.user.id == user.principal.user_id;
+    let body = html! {
+        p.meta { (role_name(lang, v.role)) " · " (v.user.full_name.as_deref().unwrap_or(""))
+            " · " @if v.user.active { (lang.t("active", "សកម្ម")) } @else { (lang.t("deactivated", "បានបិទ")) } }
+        @if !own && v.role != Role::NationalAdmin {
+            section {
+                h2 { (lang.t("Provinces", "ខេត្ត")) }
+                form.grid method="post" action={ "/accounts/" (v.user.id) "/assignments" } {
+                    (csrf(&user))
+                    fieldset {
+                        legend { (lang.t("Provinces this account works in", "ខេត្តដែលគណនីនេះធ្វើការ")) }
+                        @for (code, latin, khmer) in &provs {
+                            label.check { input type="checkbox" name="provinces" value=(code) checked[v.assignments.provinces.contains(code)];
+                                " " (if lang == Lang::Km { khmer } else { latin }) }
+                        }
+                    }
+                    @for c in &v.assignments.cooperatives { input type="hidden" name="cooperatives" value=(c); }
+                    button type="submit" { (lang.t("Save assignments", "រក្សាទុកការចាត់តាំង")) }
+                }
+                @if !v.assignments.cooperatives.is_empty() {
+                    p.hint { (lang.t("Also assigned to cooperatives (kept):", "ក៏ត្រូវបានចាត់តាំងទៅសហគមន៍ (រក្សាទុក)៖")) " "
+                        @for c in &v.assignments.cooperatives { a href={ "/records/" (c) } { code { (short(c)) } } " " } }
+                }
+            }
+        }
+        p { a href="/accounts" { (lang.t("← All accounts", "← គណនីទាំងអស់")) } }
+    };
+    let done = query.done.as_deref().and_then(|d| done_message(lang, d));
+    Ok(ok(layout::page(
+        &user,
+        Section::Accounts,
+        &v.user.username,
+        done,
+        body,
+    )))
+}
+
+async fn account_assignments(
+    state: web::Data<AppState>,
+    user: WebUser,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.into_inner();
+    let all = |k: &str| -> Vec<String> {
+        form.iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    user.check_csrf(&all("_csrf").pop().unwrap_or_default())?;
+    let req = AssignmentsRequest {
+        provinces: all("provinces"),
+        cooperatives: all("cooperatives"),
+    };
+    let (actor, rid, id) = (
+        user.principal.actor(),
+        user.principal.request_id.clone(),
+        id.into_inner(),
+    );
+    let to = format!("/accounts/{id}");
+    user.run(&state, move |conn| {
+        accounts::set_assignments(conn, &actor, &id, &req, rid.as_deref())
+    })
+    .await?;
+    Ok(crate::web::done(&to, "assigned"))
 }

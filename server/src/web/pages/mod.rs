@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod dashboard;
 pub mod exports;
+pub mod imports;
 pub mod records;
 pub mod review;
 
@@ -28,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(review::configure)
         .configure(records::configure)
         .configure(accounts::configure)
-        .configure(exports::configure);
+        .configure(exports::configure)
+        .configure(imports::configure);
 }
 
 /// The provinces `principal` sees (`code`, Latin name, Khmer name), for filters.

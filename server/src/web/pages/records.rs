@@ -136,8 +136,15 @@ fn fields_table(lang: Lang, fields: &serde_json::Map<String, Json>) -> Markup {
     html! {
         table.fields {
             tbody { @for (k, v) in fields {
-                @if k != "attendance" {
-                    tr { th scope="row" { (field_name(lang, k)) } td { (value_text(v)) } }
+                // The id is in the page's header; the type and schema version are the
+                // protocol's, not the admin's.
+                @if !matches!(k.as_str(), "attendance" | "id" | "type" | "schema_version") {
+                    tr { th scope="row" { (field_name(lang, k)) } td {
+                        @match (k.as_str(), v) {
+                            ("cooperative_id" | "member_id" | "merged_into", Json::String(id)) => a href={ "/records/" (id) } { code { (short(id)) } },
+                            _ => (value_text(v)),
+                        }
+                    } }
                 }
             } }
         }

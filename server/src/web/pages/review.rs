@@ -307,7 +307,8 @@ async fn conflict_list(
                             tr {
                                 td.value { (value_text(&v.value)) @if v.value == c.current_value { " " span.tag { (lang.t("shown now", "កំពុងបង្ហាញ")) } } }
                                 td { (who(&names, v.user_id.as_deref())) }
-                                td { (v.received_at.as_deref().unwrap_or("—")) }
+                                td { (v.received_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                        .map_or_else(|| "—".to_string(), |t| format!("{} UTC", lang.datetime(t.to_utc())))) }
                                 td { @if c.status.as_str() == "open" {
                                     form method="post" action={ "/review/conflicts/" (c.id) "/resolve" } {
                                         (csrf(&user))
