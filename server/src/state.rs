@@ -24,6 +24,8 @@ pub struct AppState {
     /// This process's own Automerge actor for server changes (`records::commit`): random
     /// at start, so two server processes never share one.
     pub server_actor: automerge::ActorId,
+    /// The dashboard's figures, per state of the change log.
+    pub figures: crate::reports::FiguresCache,
 }
 
 /// The access-token key: from the settings, or generated once and kept in the database so
@@ -79,5 +81,6 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, ApiErro
         uploads,
         metrics: crate::metrics::Metrics::default(),
         server_actor: automerge::ActorId::random(),
+        figures: crate::reports::FiguresCache::default(),
     })
 }

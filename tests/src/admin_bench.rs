@@ -44,6 +44,9 @@ pub struct AdminReport {
     pub pages: Vec<(String, f64, f64)>,
     /// Bytes of the dashboard's HTML on the wire (gzip), national admin.
     pub dashboard_bytes: usize,
+    /// The dashboard's first load (its figures computed, not cached): national,
+    /// provincial (ms).
+    pub dashboard_cold_ms: (f64, f64),
 }
 
 /// A web app session of `user`: the cookie header its pages need.
@@ -122,6 +125,13 @@ fn pages(addr: &str, report: &mut AdminReport) -> Result<(), String> {
     let agent = bench_agent();
     let national = web_session(addr, crate::bench::ADMIN)?;
     let provincial = web_session(addr, "bench.prov07")?;
+    let dashboard = format!("{addr}/dashboard");
+    report.dashboard_cold_ms = (
+        page_ms(&agent, &dashboard, &national)?.0,
+        page_ms(&agent, &dashboard, &provincial)?.0,
+    );
+    // Medians of 5 after the first load: the dashboard's figures come from the cache
+    // while the change log stands still.
     for path in [
         "/dashboard",
         "/records",
@@ -569,6 +579,15 @@ pub fn table(reports: &[AdminReport]) -> String {
                 .unwrap_or_default()
         });
     }
+    row(
+        "web dashboard, first load (figures computed): national / province (ms)",
+        &|r| {
+            format!(
+                "{:.1} / {:.1}",
+                r.dashboard_cold_ms.0, r.dashboard_cold_ms.1
+            )
+        },
+    );
     row("web dashboard HTML on the wire (gzip, KB)", &|r| {
         format!("{:.1}", r.dashboard_bytes as f64 / 1e3)
     });

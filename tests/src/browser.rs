@@ -231,6 +231,20 @@ impl Browser {
         .collect()
     }
 
+    /// Waits (up to 20 s) until `ready` holds.
+    pub fn wait_for(&self, ready: impl Fn(&Browser) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out on {}: {}",
+                self.url(),
+                self.text_of("body")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits (up to 20 s) until the first element matching `css` contains `text`.
     pub fn wait_for_text(&self, css: &str, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -338,23 +352,37 @@ impl Browser {
         path
     }
 
-    /// A PNG of the whole page (the window made as tall as the page, then put back).
-    pub fn screenshot_full(&self, name: &str) -> PathBuf {
-        let height = self
-            .script("return document.documentElement.scrollHeight")
-            .as_i64()
-            .unwrap_or(768)
-            .clamp(768, 4000);
+    /// Sets the window's size (e.g. a tablet's 800 × 1280).
+    pub fn resize(&self, width: u32, height: u32) {
         self.call(
             "POST",
             &self.s("/window/rect"),
-            Some(json!({"width": 1366, "height": height + 140})),
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// A PNG of the whole page (the window made as tall as the page, then put back).
+    pub fn screenshot_full(&self, name: &str) -> PathBuf {
+        let rect = self.call("GET", &self.s("/window/rect"), None);
+        let (width, height) = (
+            rect["width"].as_i64().unwrap_or(1366),
+            rect["height"].as_i64().unwrap_or(768),
+        );
+        let page = self
+            .script("return document.documentElement.scrollHeight")
+            .as_i64()
+            .unwrap_or(height)
+            .clamp(height, 4000);
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": page + 140})),
         );
         let path = self.screenshot(name);
         self.call(
             "POST",
             &self.s("/window/rect"),
-            Some(json!({"width": 1366, "height": 768})),
+            Some(json!({"width": width, "height": height})),
         );
         path
     }

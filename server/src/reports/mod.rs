@@ -862,3 +862,53 @@ mod tests {
         }
     }
 }
+
+/// Figures computed once per state of the data: an entry holds for as long as the change
+/// log has not moved (every write that can alter a figure, a tablet's push, an admin's
+/// decision or an import, appends to it), so a cached answer is never stale. The
+/// dashboard reads through it; per process, at most `CACHE_ENTRIES` scopes × filters.
+#[derive(Debug, Default)]
+pub struct FiguresCache {
+    entries: std::sync::Mutex<HashMap<String, (i64, std::sync::Arc<Json>)>>,
+}
+
+const CACHE_ENTRIES: usize = 512;
+
+impl FiguresCache {
+    /// `report` for `principal` within `filter`, as `Figures::to_json`.
+    pub fn get(
+        &self,
+        conn: &mut DbConnection,
+        principal: &Principal,
+        report: Report,
+        filter: &Filter,
+    ) -> Result<std::sync::Arc<Json>, ApiError> {
+        use crate::db::schema::changes;
+        principal.require_admin()?;
+        let position: Option<i64> = changes::table
+            .select(diesel::dsl::max(changes::seq))
+            .first(conn)?;
+        let position = position.unwrap_or(0);
+        let key = format!(
+            "{:?}|{}|{}",
+            principal.actor().scope(),
+            report.as_str(),
+            filter.to_json()
+        );
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, figures)) = entries.get(&key)
+                && *at == position
+            {
+                return Ok(figures.clone());
+            }
+        }
+        let figures = std::sync::Arc::new(run(conn, principal, report, filter)?.to_json(filter));
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (position, figures.clone()));
+        Ok(figures)
+    }
+}

@@ -331,14 +331,27 @@ pub fn list(
     }
     if status == Some(PairStatus::Open) {
         // A pair with a member merged since (into a third) is no longer a question.
-        let merged = members::table
-            .filter(members::merged_into.is_not_null())
-            .select(members::id);
+        // NOT EXISTS per side (an index probe each), not `<> ALL (subquery)`, which
+        // PostgreSQL runs as a scan of every merged member for every pair.
+        macro_rules! not_merged {
+            ($side:expr) => {
+                diesel::dsl::not(diesel::dsl::exists(
+                    members::table
+                        .filter(members::id.eq($side))
+                        .filter(members::merged_into.is_not_null()),
+                ))
+            };
+        }
         query = query
-            .filter(duplicate_pairs::a_id.ne_all(merged))
-            .filter(duplicate_pairs::b_id.ne_all(merged));
+            .filter(not_merged!(duplicate_pairs::a_id))
+            .filter(not_merged!(duplicate_pairs::b_id));
     }
     if !scope.all {
+        // A pair lies in one province (detection compares members of the same province):
+        // the admin's provinces select the candidates by index before the rule's exact
+        // test on both members.
+        let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
+        query = query.filter(duplicate_pairs::province_code.eq_any(provinces));
         let visible = || {
             documents::table
                 .select(documents::id)

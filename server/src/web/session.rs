@@ -313,11 +313,15 @@ impl FromRequest for WebUser {
         let token = cookie(req, SESSION_COOKIE);
         let fallback = anonymous_lang(req);
         let rid = request_id(req);
-        let next = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+        // After signing in, back to the page asked for; a form's target is not a page.
+        let next = match req.method() {
+            &actix_web::http::Method::GET => req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            _ => "/dashboard".into(),
+        };
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 WebError::Api(ApiError::internal("application state missing"), fallback)

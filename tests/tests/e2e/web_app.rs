@@ -18,6 +18,14 @@ fn sign_in(b: &Browser, app: &TestApp, username: &str) {
     b.goto(&app.url("/login"));
     b.fill("form", &[("username", username), ("password", PASSWORD)]);
     b.press("form button[type=submit]");
+    // The password hash takes a moment: wait for the page after the sign-in.
+    b.wait_for(|b| !b.url().contains("/login"));
+}
+
+/// Follows the navigation's link to `path` (checked to be there) and waits for the page.
+fn nav(b: &Browser, app: &TestApp, path: &str) {
+    b.find(&format!("nav a[href='{path}']"));
+    b.goto(&app.url(path));
 }
 
 fn sign_out(b: &Browser, app: &TestApp) {
@@ -113,9 +121,14 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     let Some(br) = Browser::start("en") else {
         return;
     };
-    // `/` sends a stranger to the sign-in page.
+    // `/` sends a stranger to the sign-in page; it offers Khmer.
+    br.goto(&app.url("/login?lang=km"));
+    assert_eq!(br.script("return document.documentElement.lang"), "km");
+    shoot(&br, backend, "km-01-sign-in");
+    br.goto(&app.url("/login?lang=en"));
     br.goto(&app.url("/"));
     assert!(br.url().ends_with("/login"), "{}", br.url());
+    assert_eq!(br.script("return document.documentElement.lang"), "en");
     shoot(&br, backend, "en-01-sign-in");
     // A wrong password says so and keeps the username.
     br.fill(
@@ -123,12 +136,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         &[("username", "p07"), ("password", "not-the-password")],
     );
     br.press("form button[type=submit]");
-    assert!(
-        br.text_of("[role=alert]")
-            .contains("Wrong username or password"),
-        "{}",
-        br.text_of("body")
-    );
+    br.wait_for_text("[role=alert]", "Wrong username or password");
     sign_in(&br, app, "p07");
     assert!(br.url().ends_with("/dashboard"), "{}", br.url());
     assert_eq!(
@@ -139,7 +147,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     shoot(&br, backend, "en-02-dashboard");
 
     // Resolve the conflict with tablet b's value.
-    br.press("nav a[href='/review/conflicts']");
+    nav(&br, app, "/review/conflicts");
     shoot(&br, backend, "en-03-conflicts");
     let row = row_with(&br, "article.card", "Prey Khmeng");
     let button = br.all_in(&row, "button").remove(0);
@@ -152,12 +160,14 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     assert_eq!(a.heads(&coop), b.heads(&coop), "the tablets converge");
 
     // Merge the duplicate, keeping the first record and the second's Latin spelling.
-    br.press("nav a[href='/review/duplicates']");
+    nav(&br, app, "/review/duplicates");
     shoot(&br, backend, "en-04-duplicates");
     br.press("article.card h2 a");
+    br.wait_for(|b| b.url().contains("/review/duplicates/"));
     // Keep the first record (the page keeps record A unless told otherwise).
     if let Some(link) = br.all(&format!("a[href$='keep={first}']")).pop() {
         br.click(&link);
+        br.wait_for(|b| b.url().contains("keep="));
     }
     assert_eq!(
         br.find("input[name=survivor]").attr(&br, "value"),
@@ -174,7 +184,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     shoot(&br, backend, "en-05-duplicate-merge");
     br.press("form[action$='/merge'] button[type=submit]");
     br.wait_for_text(".done", "Merged");
-    br.press("nav a[href='/dashboard']");
+    nav(&br, app, "/dashboard");
     assert_eq!(
         digits(&br.text_of("#people-trained")),
         2,
@@ -199,12 +209,12 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     );
 
     // Accept the flag on the walk-in's hours.
-    br.press("nav a[href='/review/flags']");
+    nav(&br, app, "/review/flags");
     shoot(&br, backend, "en-06-flags");
     let card = br
         .all("article.card")
         .into_iter()
-        .find(|c| br.text(c).contains("walk-in-1"))
+        .find(|c| br.text(c).contains("Attendance walk-in- · Hours"))
         .expect("the hours flag");
     let note = br
         .all_in(&card, "form[action$='/accept'] input[name=note]")
@@ -220,7 +230,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     );
 
     // Create an enumerator; their tablet syncs; revoke it; the next sync is refused.
-    br.press("nav a[href='/accounts']");
+    nav(&br, app, "/accounts");
     br.fill(
         "form[action='/accounts']",
         &[
@@ -234,6 +244,8 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     br.wait_for_text(".done", "Account created");
     assert!(br.text_of("#user-new\\.enum").contains("Enumerator"));
     br.press("#user-new\\.enum a");
+    br.wait_for(|b| b.url().contains("/accounts/"));
+    br.wait_for(|b| b.url().contains("/accounts/"));
     assert_eq!(
         br.find("input[name=provinces][value='07']")
             .attr(&br, "checked"),
@@ -261,7 +273,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         t.0
     };
     assert_eq!(sync(&token), 200);
-    br.press("nav a[href='/devices']");
+    nav(&br, app, "/devices");
     shoot(&br, backend, "en-08-devices");
     br.press(&format!("#device-{device} button"));
     br.accept_alert();
@@ -269,7 +281,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     assert_eq!(sync(&token), 401, "a revoked tablet's sync is refused");
 
     // Download the members as XLSX in the browser and read it back.
-    br.press("nav a[href='/exports']");
+    nav(&br, app, "/exports");
     shoot(&br, backend, "en-09-exports");
     br.press("a[href^='/exports/members?format=xlsx']");
     let file = br.wait_for_download(".xlsx");
@@ -299,10 +311,11 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
 
     // Switch to Khmer (remembered for the user) and find her by a Khmer name.
     br.press("form[action='/language'] button");
-    assert_eq!(br.script("return document.documentElement.lang"), "km");
+    br.wait_for(|b| b.script("return document.documentElement.lang") == "km");
     br.goto(&app.url("/records"));
     br.fill("form[role=search]", &[("q", "ចាន់ថា")]);
     br.press("form[role=search] button");
+    br.wait_for_text("#results", "សុខ ចាន់ថា");
     let results = br.text_of("#results");
     assert!(results.contains("សុខ ចាន់ថា"), "{results}");
     shoot(&br, backend, "km-10-records");
@@ -310,6 +323,10 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         ("/dashboard", "km-02-dashboard"),
         ("/review/conflicts?status=all", "km-03-conflicts"),
         ("/review/duplicates?status=all", "km-04-duplicates"),
+        (
+            "/review/conflicts?status=resolved",
+            "km-05-conflicts-resolved",
+        ),
         ("/review/flags?status=all", "km-06-flags"),
         ("/accounts", "km-07-accounts"),
         ("/devices", "km-08-devices"),
@@ -327,6 +344,11 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     }
     br.goto(&app.url(&format!("/records/{first}")));
     shoot(&br, backend, "km-13-record");
+    // On a tablet held upright.
+    br.resize(800, 1280);
+    br.goto(&app.url("/dashboard"));
+    shoot(&br, backend, "km-tablet-dashboard");
+    br.resize(1366, 768);
     sign_out(&br, app);
     // Signing in again keeps Khmer: the choice is the user's, not the browser's.
     sign_in(&br, app, "p07");
@@ -361,6 +383,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     // This browser was switched to Khmer; the national admin switches back to English.
     if br.script("return document.documentElement.lang") == "km" {
         br.press("form[action='/language'] button");
+        br.wait_for(|b| b.script("return document.documentElement.lang") == "en");
     }
     assert_eq!(br.script("return document.documentElement.lang"), "en");
     let nat = app.login("nat").access;
@@ -399,7 +422,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
          WEB-003,សហគមន៍ អូរ,Ou,12,active\n",
     )
     .unwrap();
-    br.press("nav a[href='/imports']");
+    nav(&br, app, "/imports");
     let kind = br.find("select[name=kind] option[value=cooperatives]");
     br.click(&kind);
     let input = br.find("input[type=file]");
@@ -796,6 +819,22 @@ fn forms_need_their_token_cookies_are_strict_and_names_stay_text(app: &TestApp) 
         thief.get("/dashboard", &[]).status,
         303,
         "a signed-out session is dead"
+    );
+
+    // Another province's admin: the same pages answer 404 for these records.
+    app.create_user("p12", "provincial_admin", &["12"], &[]);
+    let mut other = Web::new(app);
+    assert_eq!(other.sign_in("p12", &[]).status, 303);
+    for path in [format!("/records/{coop}"), format!("/records/{script}")] {
+        let page = other.get(&path, &[]);
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+        assert!(!page.body.contains("Hostile names") && !page.body.contains("012 999 888"));
+    }
+    let list = other.get("/review/conflicts?status=all", &[]);
+    assert_eq!(list.status, 200);
+    assert!(
+        !list.body.contains("/resolve"),
+        "no conflict of 07 is listed"
     );
 
     // The web app is for admins: an enumerator signs in but gets no pages.

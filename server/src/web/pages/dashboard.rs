@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use crate::{
     export::Filter,
-    reports::{self, ALL, Report},
+    reports::{ALL, Report},
     state::AppState,
     web::{
         WebError,
@@ -122,14 +122,14 @@ async fn dashboard(
         nonempty(&q.to),
     )
     .map_err(|e| user.fail(e))?;
-    let (p, f) = (user.principal.clone(), filter.clone());
+    let (p, f, app) = (user.principal.clone(), filter.clone(), state.clone());
     let (people, months, reached, provinces) = user
         .run(&state, move |conn| {
-            let run = |conn: &mut _, r| reports::run(conn, &p, r, &f).map(|x| x.to_json(&f));
+            let mut run = |r| app.figures.get(conn, &p, r, &f);
             Ok((
-                run(conn, Report::PeopleTrained)?,
-                run(conn, Report::SessionsByMonth)?,
-                run(conn, Report::CooperativesReached)?,
+                run(Report::PeopleTrained)?,
+                run(Report::SessionsByMonth)?,
+                run(Report::CooperativesReached)?,
                 super::provinces(conn, &p)?,
             ))
         })

@@ -113,8 +113,18 @@ pub fn doc_type_name(lang: Lang, t: &str) -> &'static str {
     }
 }
 
-/// A field's label (fields of the protocol; others shown as their name).
+/// A field's label (fields of the protocol; others shown as their name). An attendance
+/// entry's field reads `Attendance <participant> · Hours`.
 pub fn field_name(lang: Lang, f: &str) -> String {
+    if let Some(rest) = f.strip_prefix("attendance.") {
+        let (participant, field) = rest.rsplit_once('.').unwrap_or((rest, ""));
+        let who = format!("{} {}", lang.t("Attendance", "វត្តមាន"), short(participant));
+        return if field.is_empty() {
+            who
+        } else {
+            format!("{who} · {}", field_name(lang, field))
+        };
+    }
     let label = match f {
         "full_name_khmer" => lang.t("Name (Khmer)", "ឈ្មោះ (ខ្មែរ)"),
         "name_latin" => lang.t("Name (Latin)", "ឈ្មោះ (ឡាតាំង)"),
@@ -395,7 +405,30 @@ async fn conflict_resolve(
 
 // ---------------------------------------------------------------- duplicates
 
-fn side_value(side: &duplicates::DuplicateSide, field: &str) -> String {
+/// Names of cooperatives (Khmer where known), for pages that show a cooperative id.
+pub fn cooperative_names(
+    conn: &mut DbConnection,
+    ids: Vec<String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    use crate::db::schema::cooperatives;
+    Ok(cooperatives::table
+        .filter(cooperatives::id.eq_any(ids))
+        .select((
+            cooperatives::id,
+            cooperatives::name_khmer,
+            cooperatives::name_latin,
+        ))
+        .load::<(String, Option<String>, Option<String>)>(conn)?
+        .into_iter()
+        .filter_map(|(id, km, latin)| km.or(latin).map(|n| (id, n)))
+        .collect())
+}
+
+fn side_value(
+    side: &duplicates::DuplicateSide,
+    field: &str,
+    coops: &BTreeMap<String, String>,
+) -> String {
     let v = match field {
         "full_name_khmer" => side.full_name_khmer.clone(),
         "name_latin" => side.name_latin.clone(),
@@ -405,7 +438,10 @@ fn side_value(side: &duplicates::DuplicateSide, field: &str) -> String {
         "village" => side.village.clone(),
         "role" => side.role.clone(),
         "joined_date" => side.joined_date.clone(),
-        "cooperative_id" => side.cooperative_id.clone(),
+        "cooperative_id" => side
+            .cooperative_id
+            .as_ref()
+            .map(|id| coops.get(id).cloned().unwrap_or_else(|| id.clone())),
         _ => None,
     };
     v.unwrap_or_else(|| "—".into())
@@ -429,6 +465,7 @@ fn pair_card(
     user: &WebUser,
     c: &duplicates::DuplicateCandidate,
     keep: Option<&str>,
+    coops: &BTreeMap<String, String>,
 ) -> Markup {
     let with_form = keep.is_some();
     let open = c.status.as_str() == "open";
@@ -447,7 +484,7 @@ fn pair_card(
                 form method="post" action={ "/review/duplicates/" (c.id) "/merge" } {
                     (csrf(user))
                     input type="hidden" name="survivor" value=(if keep == Some("b") { &c.b.id } else { &c.a.id });
-                    (pair_table(lang, c, keep))
+                    (pair_table(lang, c, keep, coops))
                     p.hint { (lang.t("For each field that differs, the kept record's value is chosen; pick the other where it is right. The other record is marked as merged into it; nothing is deleted and the merge can be undone.",
                                      "ជ្រើសរើសកំណត់ត្រាដែលត្រូវរក្សាទុក និងតម្លៃសម្រាប់វាលនីមួយៗដែលខុសគ្នា។ គ្មានអ្វីត្រូវបានលុបទេ ហើយអាចលុបការបញ្ចូលគ្នាវិញបាន។")) }
                     button type="submit" { (lang.t("Merge into one person", "បញ្ចូលជាមនុស្សតែមួយ")) }
@@ -458,7 +495,7 @@ fn pair_card(
                     button.secondary type="submit" { (lang.t("Not the same person", "មិនមែនជាមនុស្សតែមួយ")) }
                 }
             } @else {
-                (pair_table(lang, c, None))
+                (pair_table(lang, c, None, coops))
                 @if open {
                     p { a href={ "/review/duplicates/" (c.id) } { (lang.t("Review and decide →", "ពិនិត្យ និងសម្រេច →")) } }
                 }
@@ -476,7 +513,12 @@ fn pair_card(
 /// Both people side by side. With `keep` (`a` or `b`), the decision's choices: which
 /// record is kept (a link: the page again keeping the other) and, for each field that
 /// differs, which value, the kept record's chosen unless the admin picks the other.
-fn pair_table(lang: Lang, c: &duplicates::DuplicateCandidate, keep: Option<&str>) -> Markup {
+fn pair_table(
+    lang: Lang,
+    c: &duplicates::DuplicateCandidate,
+    keep: Option<&str>,
+    coops: &BTreeMap<String, String>,
+) -> Markup {
     let form = keep.is_some();
     html! {
         table.side {
@@ -503,9 +545,9 @@ fn pair_table(lang: Lang, c: &duplicates::DuplicateCandidate, keep: Option<&str>
                         @for (side, key) in [(&c.a, "a"), (&c.b, "b")] {
                             td {
                                 @if form && differs {
-                                    label { input type="radio" name={ "f_" (f) } value=(key) checked[Some(key) == keep]; " " (side_value(side, f)) }
+                                    label { input type="radio" name={ "f_" (f) } value=(key) checked[Some(key) == keep]; " " (side_value(side, f, coops)) }
                                 } @else {
-                                    (side_value(side, f))
+                                    (side_value(side, f, coops))
                                 }
                             }
                         }
@@ -541,9 +583,16 @@ async fn duplicate_list(
         limit: Some(20),
     };
     let p = user.principal.clone();
-    let (list, provs) = user
+    let (list, provs, coops) = user
         .run(&state, move |conn| {
-            Ok((duplicates::list(conn, &p, &dq)?, provinces(conn, &p)?))
+            let list = duplicates::list(conn, &p, &dq)?;
+            let ids = list
+                .candidates
+                .iter()
+                .flat_map(|c| [c.a.cooperative_id.clone(), c.b.cooperative_id.clone()])
+                .flatten()
+                .collect();
+            Ok((list, provinces(conn, &p)?, cooperative_names(conn, ids)?))
         })
         .await?;
     let base = url_with(
@@ -564,7 +613,7 @@ async fn duplicate_list(
             label { span { (lang.t("Lowest score", "ពិន្ទុទាបបំផុត")) } input type="number" name="min_score" min="0" max="200" value=[q.min_score.as_deref()]; }
         }))
         @if list.candidates.is_empty() { (layout::empty(lang)) }
-        @for c in &list.candidates { (pair_card(lang, &user, c, None)) }
+        @for c in &list.candidates { (pair_card(lang, &user, c, None, &coops)) }
         (layout::pager(lang, &base, q.cursor.as_deref(), list.next_cursor.as_deref()))
     };
     let done = q.done.as_deref().and_then(|d| done_message(lang, d));
@@ -591,8 +640,16 @@ async fn duplicate_page(
 ) -> Result<HttpResponse, WebError> {
     let lang = user.lang;
     let p = user.principal.clone();
-    let c = user
-        .run(&state, move |conn| duplicates::get(conn, &p, &id))
+    let (c, coops) = user
+        .run(&state, move |conn| {
+            let c = duplicates::get(conn, &p, &id)?;
+            let ids = [c.a.cooperative_id.clone(), c.b.cooperative_id.clone()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let names = cooperative_names(conn, ids)?;
+            Ok((c, names))
+        })
         .await?;
     let keep = if query.keep.as_deref() == Some(c.b.id.as_str()) {
         "b"
@@ -600,7 +657,7 @@ async fn duplicate_page(
         "a"
     };
     let body = html! {
-        (pair_card(lang, &user, &c, Some(keep)))
+        (pair_card(lang, &user, &c, Some(keep), &coops))
         p { a href="/review/duplicates" { (lang.t("← Back to the list", "← ត្រឡប់ទៅបញ្ជី")) } }
     };
     Ok(ok(layout::page(
