@@ -373,3 +373,30 @@ impl WebUser {
         state.db.run(f).await.map_err(|e| self.fail(e))
     }
 }
+
+impl WebUser {
+    /// A form's action: its CSRF token checked first, then `f` (the service its API twin
+    /// calls) in a write transaction, then back to `to` saying `what` was done.
+    pub async fn act<T, F>(
+        &self,
+        state: &AppState,
+        csrf: &str,
+        to: &str,
+        what: &str,
+        f: F,
+    ) -> Result<actix_web::HttpResponse, WebError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, &Principal, &automerge::ActorId) -> Result<T, ApiError>
+            + Send
+            + 'static,
+    {
+        self.check_csrf(csrf)?;
+        let (p, actor) = (self.principal.clone(), state.server_actor.clone());
+        self.run(state, move |conn| {
+            write_transaction(conn, |conn| f(conn, &p, &actor))
+        })
+        .await?;
+        Ok(super::done(to, what))
+    }
+}

@@ -245,7 +245,6 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     assert!(br.text_of("#user-new\\.enum").contains("Enumerator"));
     br.press("#user-new\\.enum a");
     br.wait_for(|b| b.url().contains("/accounts/"));
-    br.wait_for(|b| b.url().contains("/accounts/"));
     assert_eq!(
         br.find("input[name=provinces][value='07']")
             .attr(&br, "checked"),

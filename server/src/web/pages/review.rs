@@ -369,18 +369,17 @@ async fn conflict_resolve(
     id: web::Path<String>,
     form: web::Form<ResolveForm>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let id = crate::api::v1::numeric_id(&id, "conflict").map_err(|e| user.fail(e))?;
     let form = form.into_inner();
-    let (app, p) = (state.clone(), user.principal.clone());
-    user.run(&state, move |conn| {
+    let to = "/review/conflicts";
+    user.act(&state, &form.csrf, to, "resolved", move |conn, p, actor| {
+        let id = crate::api::v1::numeric_id(&id, "conflict")?;
         let req = match (form.choice, form.value) {
             (Some(choice), _) => ResolveRequest {
                 choice: Some(choice),
                 value: None,
             },
             (None, Some(raw)) => {
-                let c = conflicts::get(conn, &p, id)?;
+                let c = conflicts::get(conn, p, id)?;
                 let like: Vec<&Json> = c.candidates.iter().map(|v| &v.value).collect();
                 ResolveRequest {
                     choice: None,
@@ -395,12 +394,9 @@ async fn conflict_resolve(
                 ));
             }
         };
-        write_transaction(conn, |conn| {
-            conflicts::resolve(conn, &app.server_actor, &p, id, &req)
-        })
+        conflicts::resolve(conn, actor, p, id, &req)
     })
-    .await?;
-    Ok(crate::web::done("/review/conflicts", "resolved"))
+    .await
 }
 
 // ---------------------------------------------------------------- duplicates
@@ -722,16 +718,12 @@ async fn duplicate_not_same(
     id: web::Path<String>,
     form: web::Form<NoteForm>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
     let note = Some(form.note.trim().to_string()).filter(|n| !n.is_empty());
-    let p = user.principal.clone();
-    user.run(&state, move |conn| {
-        write_transaction(conn, |conn| {
-            duplicates::not_same(conn, &p, &id, &NotSameRequest { note })
-        })
+    let to = "/review/duplicates";
+    user.act(&state, &form.csrf, to, "not_same", move |conn, p, _| {
+        duplicates::not_same(conn, p, &id, &NotSameRequest { note })
     })
-    .await?;
-    Ok(crate::web::done("/review/duplicates", "not_same"))
+    .await
 }
 
 async fn merge_undo(
@@ -740,18 +732,11 @@ async fn merge_undo(
     id: web::Path<String>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let (app, p) = (state.clone(), user.principal.clone());
-    user.run(&state, move |conn| {
-        write_transaction(conn, |conn| {
-            duplicates::undo(conn, &app.server_actor, &p, &id)
-        })
+    let to = "/review/duplicates?status=all";
+    user.act(&state, &form.csrf, to, "unmerged", move |conn, p, actor| {
+        duplicates::undo(conn, actor, p, &id)
     })
-    .await?;
-    Ok(crate::web::done(
-        "/review/duplicates?status=all",
-        "unmerged",
-    ))
+    .await
 }
 
 // ---------------------------------------------------------------- flags
@@ -832,16 +817,18 @@ async fn flag_accept(
     id: web::Path<String>,
     form: web::Form<NoteForm>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let id = crate::api::v1::numeric_id(&id, "flag").map_err(|e| user.fail(e))?;
-    let (p, note) = (user.principal.clone(), form.note.clone());
-    user.run(&state, move |conn| {
-        write_transaction(conn, |conn| {
-            flags::accept(conn, &p, id, &AcceptRequest { note })
-        })
-    })
-    .await?;
-    Ok(crate::web::done("/review/flags", "accepted"))
+    let note = form.note.clone();
+    user.act(
+        &state,
+        &form.csrf,
+        "/review/flags",
+        "accepted",
+        move |conn, p, _| {
+            let id = crate::api::v1::numeric_id(&id, "flag")?;
+            flags::accept(conn, p, id, &AcceptRequest { note })
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -858,24 +845,26 @@ async fn flag_correct(
     id: web::Path<String>,
     form: web::Form<ValueForm>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let id = crate::api::v1::numeric_id(&id, "flag").map_err(|e| user.fail(e))?;
-    let (app, p, raw) = (state.clone(), user.principal.clone(), form.value.clone());
-    user.run(&state, move |conn| {
-        // Numbers where the field holds numbers (hours, year of birth), else the text.
-        let f = flags::get(conn, &p, id)?;
-        let numeric = matches!(
-            f.field.rsplit('.').next(),
-            Some("hours" | "planned_hours" | "year_of_birth" | "age")
-        );
-        let like = if numeric { vec![Json::from(0)] } else { vec![] };
-        let value = typed(&raw, &like.iter().collect::<Vec<_>>());
-        write_transaction(conn, |conn| {
-            flags::correct(conn, &app.server_actor, &p, id, &CorrectRequest { value })
-        })
-    })
-    .await?;
-    Ok(crate::web::done("/review/flags", "corrected"))
+    let raw = form.value.clone();
+    user.act(
+        &state,
+        &form.csrf,
+        "/review/flags",
+        "corrected",
+        move |conn, p, actor| {
+            let id = crate::api::v1::numeric_id(&id, "flag")?;
+            // Numbers where the field holds numbers (hours, year of birth), else the text.
+            let f = flags::get(conn, p, id)?;
+            let numeric = matches!(
+                f.field.rsplit('.').next(),
+                Some("hours" | "planned_hours" | "year_of_birth" | "age")
+            );
+            let like = if numeric { vec![Json::from(0)] } else { vec![] };
+            let value = typed(&raw, &like.iter().collect::<Vec<_>>());
+            flags::correct(conn, actor, p, id, &CorrectRequest { value })
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- quarantine
@@ -953,14 +942,12 @@ async fn quarantine_release(
     id: web::Path<String>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let id = crate::api::v1::numeric_id(&id, "quarantined change").map_err(|e| user.fail(e))?;
-    let p = user.principal.clone();
-    user.run(&state, move |conn| {
-        write_transaction(conn, |conn| quarantine::release(conn, &p, id))
+    let to = "/review/quarantine";
+    user.act(&state, &form.csrf, to, "released", move |conn, p, _| {
+        let id = crate::api::v1::numeric_id(&id, "quarantined change")?;
+        quarantine::release(conn, p, id)
     })
-    .await?;
-    Ok(crate::web::done("/review/quarantine", "released"))
+    .await
 }
 
 async fn quarantine_dismiss(
@@ -969,16 +956,13 @@ async fn quarantine_dismiss(
     id: web::Path<String>,
     form: web::Form<NoteForm>,
 ) -> Result<HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    let id = crate::api::v1::numeric_id(&id, "quarantined change").map_err(|e| user.fail(e))?;
-    let (p, reason) = (user.principal.clone(), form.note.clone());
-    user.run(&state, move |conn| {
-        write_transaction(conn, |conn| {
-            quarantine::dismiss(conn, &p, id, &DismissRequest { reason })
-        })
+    let reason = form.note.clone();
+    let to = "/review/quarantine";
+    user.act(&state, &form.csrf, to, "dismissed", move |conn, p, _| {
+        let id = crate::api::v1::numeric_id(&id, "quarantined change")?;
+        quarantine::dismiss(conn, p, id, &DismissRequest { reason })
     })
-    .await?;
-    Ok(crate::web::done("/review/quarantine", "dismissed"))
+    .await
 }
 
 // ---------------------------------------------------------------- waiting
