@@ -65,6 +65,22 @@ fn done_message(lang: Lang, code: &str) -> Option<&'static str> {
     })
 }
 
+/// A province's name in the page's language, from the provinces the admin sees (its code
+/// when it is not among them).
+fn province_name(lang: Lang, provs: &[(String, String, String)], code: &str) -> String {
+    provs
+        .iter()
+        .find(|(c, _, _)| c == code)
+        .map(|(_, latin, khmer)| {
+            if lang == Lang::Km {
+                khmer.clone()
+            } else {
+                latin.clone()
+            }
+        })
+        .unwrap_or_else(|| code.to_string())
+}
+
 pub fn role_name(lang: Lang, role: Role) -> &'static str {
     match role {
         Role::Enumerator => lang.t("Enumerator", "អ្នកប្រមូលទិន្នន័យ"),
@@ -133,7 +149,7 @@ async fn account_list(
                 tbody { @for v in &views { tr id={ "user-" (v.user.username) } {
                     td { a href={ "/accounts/" (v.user.id) } { (v.user.username) } } td { (v.user.full_name.as_deref().unwrap_or("")) }
                     td { (role_name(lang, v.role)) }
-                    td { (v.assignments.provinces.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                    td { (v.assignments.provinces.iter().map(|c| province_name(lang, &provs, c)).collect::<Vec<_>>().join(", ")) }
                     td { @if v.user.active { (lang.t("active", "សកម្ម")) } @else { span.tag { (lang.t("deactivated", "បានបិទ")) } } }
                     td { @if v.user.id != user.principal.user_id {
                         form.inline method="post" action={ "/accounts/" (v.user.id) "/active" } {
