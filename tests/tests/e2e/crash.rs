@@ -100,7 +100,16 @@ fn crash_loop(backend: Backend, how: Stop) {
                 }
             });
         }
-        // The killer: SIGKILL at pseudo-random moments, restart on the same address.
+        // The killer: SIGKILL at pseudo-random moments, restart on the same address. If it
+        // fails (a restart that does not come up), the tablets must stop too: a panic here
+        // then fails the test instead of leaving their threads retrying for ever.
+        struct StopOnExit<'a>(&'a AtomicBool);
+        impl Drop for StopOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop_tablets = StopOnExit(&stop);
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         for _ in 0..kills {
             state ^= state << 13;
