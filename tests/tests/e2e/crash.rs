@@ -20,8 +20,21 @@ use diesel::prelude::*;
 
 const TABLETS: usize = 3;
 
+/// Starts a server and waits until it answers: it says "listening" once bound, a moment
+/// before its signal handlers are installed, and a SIGTERM in between is the default
+/// action (killed), not the graceful stop this test is about.
 fn spawn_server(bin: &str, dir: &TempDir, url: &str, bind: &str) -> (Child, String) {
-    coopsync_tests::process::serve(Path::new(bin), &dir.path, url, bind).unwrap()
+    let (child, addr) =
+        coopsync_tests::process::serve(Path::new(bin), &dir.path, url, bind).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ureq::get(format!("{addr}/healthz")).call().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, addr)
 }
 
 #[derive(Debug, Clone, Copy)]
