@@ -10,7 +10,6 @@ use super::{CsrfOnly, provinces};
 use crate::{
     accounts::{self, AssignmentsRequest, CreateUserRequest, UpdateUserRequest},
     auth::password,
-    db::schema::users,
     domain::access::Role,
     error::ApiError,
     state::AppState,
@@ -299,7 +298,6 @@ async fn device_list(
     user: WebUser,
     query: web::Query<Paged>,
 ) -> Result<HttpResponse, WebError> {
-    use diesel::prelude::*;
     let lang = user.lang;
     let q = query.into_inner();
     let actor = user.principal.actor();
@@ -307,13 +305,8 @@ async fn device_list(
         .run(&state, move |conn| {
             let mut devices = accounts::list_devices(conn, &actor)?;
             devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen_at));
-            let ids: Vec<String> = devices.iter().map(|d| d.user_id.clone()).collect();
-            let names: std::collections::BTreeMap<String, String> = users::table
-                .filter(users::id.eq_any(ids))
-                .select((users::id, users::username))
-                .load::<(String, String)>(conn)?
-                .into_iter()
-                .collect();
+            let ids = devices.iter().map(|d| d.user_id.clone()).collect();
+            let names = crate::web::pages::review::usernames(conn, ids)?;
             Ok((devices, names))
         })
         .await?;

@@ -151,7 +151,7 @@ pub fn field_name(lang: Lang, f: &str) -> String {
 }
 
 /// Usernames of `ids` (ids a page shows are people; a name reads better than a UUID).
-fn usernames(
+pub fn usernames(
     conn: &mut DbConnection,
     ids: Vec<String>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
