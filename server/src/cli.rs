@@ -241,12 +241,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-                say!(
-                    "coopsync: listening on http://{} (API docs at /api/v1/docs/); Ctrl-C or SIGTERM stops it",
-                    app.local_addr()
-                );
-                tracing::info!(port = app.port(), "server started");
-                app.run_until_stopped().await.map_err(|e| e.to_string())?;
+                app.serve(|addr| {
+                    say!(
+                        "coopsync: listening on http://{addr} (API docs at /api/v1/docs/); Ctrl-C or SIGTERM stops it"
+                    );
+                    tracing::info!(port = addr.port(), "server started");
+                })
+                .await
+                .map_err(|e| e.to_string())?;
                 say!("coopsync: stopped");
                 Ok(())
             })
@@ -334,6 +336,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 report.withdrawn,
                 report.keys_written,
                 started.elapsed().as_secs_f64()
+            );
+            say!(
+                "coopsync: {} walk-ins (attendance of people with no member record), {} with a member they may be; {} withdrawn",
+                report.walk_ins.walk_ins,
+                report.walk_ins.with_candidates,
+                report.walk_ins.withdrawn
             );
             Ok(())
         }

@@ -153,4 +153,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+
+    /// [`run_until_stopped`](Self::run_until_stopped), calling `started` once the workers
+    /// run and the SIGTERM/SIGINT handlers are installed. The server's first poll does
+    /// both; before it a SIGTERM is the default kill, so a "listening" line printed
+    /// earlier let a supervisor's prompt stop kill instead of drain.
+    pub async fn serve(self, started: impl FnOnce(std::net::SocketAddr)) -> std::io::Result<()> {
+        let addr = self.addr;
+        let mut server = self.server;
+        let mut started = Some(started);
+        std::future::poll_fn(move |cx| {
+            let polled = std::pin::Pin::new(&mut server).poll(cx);
+            if polled.is_pending()
+                && let Some(f) = started.take()
+            {
+                f(addr);
+            }
+            polled
+        })
+        .await
+    }
 }
