@@ -329,6 +329,34 @@ impl Tablet {
             .expect("record attendance");
     }
 
+    /// Records a walk-in: someone with no member record, by name, sex, age and phone.
+    pub fn record_walk_in(
+        &mut self,
+        session_id: &str,
+        participant: &str,
+        name: &str,
+        sex: &str,
+        age: i64,
+        phone: &str,
+    ) {
+        let entry = AttendanceEntry {
+            status: Some("present".into()),
+            hours: Some(6.0),
+            name: Some(name.to_string()),
+            sex: Some(sex.to_string()),
+            age: Some(age),
+            phone: Some(phone.to_string()),
+            recorded_by: Some(self.session.user_id.clone()),
+            recorded_at_ms: Some(1_795_000_000_000),
+            ..AttendanceEntry::default()
+        };
+        self.client
+            .edit(session_id, |tx| {
+                TrainingSession::write_attendance(tx, participant, &entry)
+            })
+            .expect("record a walk-in");
+    }
+
     /// Sets a top-level string field in canonical form.
     pub fn set(&mut self, doc_id: &str, field: &str, value: &str) {
         self.client

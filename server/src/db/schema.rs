@@ -344,6 +344,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    walk_ins (id) {
+        id -> Text,
+        session_id -> Text,
+        participant_id -> Text,
+        province_code -> Nullable<Text>,
+        cooperative_id -> Nullable<Text>,
+        phone_key -> Nullable<Text>,
+        skeleton_key -> Nullable<Text>,
+        fingerprint -> Text,
+        score -> Int8,
+        candidates -> Text,
+        status -> Text,
+        member_id -> Nullable<Text>,
+        found_at -> Timestamp,
+        updated_at -> Timestamp,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     web_preferences (user_id) {
         user_id -> Text,
         language -> Text,
@@ -405,6 +426,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_provinces,
     users,
     validation_flags,
+    walk_ins,
     web_preferences,
     web_sessions,
 );

@@ -247,6 +247,36 @@ pub struct Person {
     pub cooperative_id: Option<String>,
 }
 
+impl Person {
+    /// A walk-in as a person to compare: an attendance entry of someone with no member
+    /// record has one `name` (Khmer or Latin letters, whichever the enumerator typed),
+    /// an age instead of a year of birth (the session's year minus the age: within the
+    /// ±1 the rules allow, as a birthday falls before or after the session), and the
+    /// session's cooperative. A walk-in has no village.
+    pub fn walk_in(
+        name: Option<&str>,
+        sex: Option<&str>,
+        age: Option<i64>,
+        phone: Option<&str>,
+        cooperative_id: Option<&str>,
+        session_year: Option<i64>,
+    ) -> Person {
+        let khmer = name.is_some_and(|n| n.chars().any(|c| ('\u{1780}'..='\u{17ff}').contains(&c)));
+        Person {
+            name_khmer: name.filter(|_| khmer).map(str::to_string),
+            name_latin: name.filter(|_| !khmer).map(str::to_string),
+            sex: sex.map(str::to_string),
+            year_of_birth: match (session_year, age) {
+                (Some(y), Some(a)) if (0..=120).contains(&a) => Some(y - a),
+                _ => None,
+            },
+            phone: phone.map(str::to_string),
+            village: None,
+            cooperative_id: cooperative_id.map(str::to_string),
+        }
+    }
+}
+
 /// One rule that matched, with the points it gave (negative: it speaks against).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
@@ -470,6 +500,60 @@ impl Score {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_walk_in_compares_as_the_member_she_is() {
+        let member = Person {
+            name_khmer: Some("សុខ ចាន់ថា".into()),
+            name_latin: Some("Sok Chanthea".into()),
+            sex: Some("female".into()),
+            year_of_birth: Some(1990),
+            phone: Some("012 345 678".into()),
+            village: Some("Prey Khmeng".into()),
+            cooperative_id: Some("c1".into()),
+        };
+        // Typed with a zero-width space, the phone in international form, aged 36 at a
+        // session in 2026.
+        let w = Person::walk_in(
+            Some("សុខ\u{200b}ចាន់ថា"),
+            Some("female"),
+            Some(36),
+            Some("+85512345678"),
+            Some("c1"),
+            Some(2026),
+        );
+        assert_eq!(w.year_of_birth, Some(1990));
+        assert!(w.name_latin.is_none());
+        let s = score(&member, &w);
+        assert!(s.points >= PROPOSE_AT, "{s:?}");
+        // In Latin letters her name is compared with the member's romanised name.
+        let latin = Person::walk_in(
+            Some("Sokh Chantha"),
+            None,
+            None,
+            Some("012345678"),
+            None,
+            None,
+        );
+        assert_eq!(latin.name_latin.as_deref(), Some("Sokh Chantha"));
+        assert!(score(&member, &latin).points >= PROPOSE_AT);
+        // Her husband on the same phone is not her.
+        let husband = Person::walk_in(
+            Some("សុខ ចាន់ថា"),
+            Some("male"),
+            Some(40),
+            Some("012345678"),
+            Some("c1"),
+            Some(2026),
+        );
+        assert_eq!(score(&member, &husband).points, 0);
+        // An impossible age gives no year.
+        assert!(
+            Person::walk_in(Some("x"), None, Some(400), None, None, Some(2026))
+                .year_of_birth
+                .is_none()
+        );
+    }
 
     #[test]
     fn invisible_characters_and_spaces_do_not_count() {

@@ -124,3 +124,34 @@ impl PairStatus {
         }
     }
 }
+
+/// Where a walk-in (an attendance entry of someone with no member record) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WalkInStatus {
+    /// Waiting for an admin: link to a member or register as a new one.
+    Open,
+    /// Linked to an existing member (a server change set the entry's `member_id`).
+    Linked,
+    /// Registered as a new member record, to which the entry is linked.
+    Promoted,
+}
+
+impl WalkInStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Linked => "linked",
+            Self::Promoted => "promoted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "linked" => Some(Self::Linked),
+            "promoted" => Some(Self::Promoted),
+            _ => None,
+        }
+    }
+}

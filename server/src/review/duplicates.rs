@@ -149,7 +149,7 @@ type SideRow = (
     Option<String>,
 );
 
-fn sides(
+pub(crate) fn sides(
     conn: &mut DbConnection,
     ids: &[&String],
 ) -> Result<BTreeMap<String, DuplicateSide>, ApiError> {
@@ -438,7 +438,7 @@ pub fn get(
 
 /// Both records exist and are in the caller's scope (else 404: outside the scope a
 /// record is not named).
-fn require_visible(
+pub(crate) fn require_visible(
     conn: &mut DbConnection,
     principal: &Principal,
     ids: &[&String],

@@ -1,5 +1,5 @@
 //! Review queues: what admins decide on (conflicts, validation flags, quarantine, waiting
-//! changes; possible duplicates, read-only so far). Each item has a stable id, is
+//! changes; possible duplicates; walk-ins). Each item has a stable id, is
 //! scoped by the same rule as everything else (`domain::access::Actor::sees` on the
 //! record's province and cooperative), and each decision is an audited row plus, where
 //! data changes, a server change through `records::commit`.
@@ -9,6 +9,7 @@ pub mod duplicates;
 pub mod flags;
 pub mod pending;
 pub mod quarantine;
+pub mod walk_ins;
 
 use crate::error::ApiError;
 

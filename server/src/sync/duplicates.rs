@@ -130,15 +130,17 @@ struct Found<'a> {
     score: Score,
 }
 
+/// The rules that matched, as stored (`[{field, rule, points}]`).
+pub(crate) fn rules_value(score: &Score) -> serde_json::Value {
+    score
+        .matched
+        .iter()
+        .map(|m| serde_json::json!({"field": m.field, "rule": m.rule, "points": m.points}))
+        .collect()
+}
+
 fn rules_json(score: &Score) -> String {
-    serde_json::to_string(
-        &score
-            .matched
-            .iter()
-            .map(|m| serde_json::json!({"field": m.field, "rule": m.rule, "points": m.points}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_else(|_| "[]".into())
+    rules_value(score).to_string()
 }
 
 /// Writes a scored pair: new → open; open → rescored; decided → left alone while both
@@ -214,6 +216,70 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
     }
 }
 
+/// The members (not merged) of `province` sharing a block with `me`: its cooperative,
+/// its phone, its Khmer skeleton (index look-ups), without `exclude` (itself). Used for
+/// a member (`detect_row`) and for a walk-in (`sync::walk_ins`).
+pub(crate) fn block_members(
+    conn: &mut DbConnection,
+    me: &Prepared,
+    exclude: Option<&str>,
+    province: &str,
+) -> Result<HashMap<String, Compared>, ApiError> {
+    let mut candidates: HashMap<String, Compared> = HashMap::new();
+    let mut look = |rows: Vec<Compared>| {
+        for r in rows {
+            if Some(r.0.as_str()) != exclude {
+                candidates.insert(r.0.clone(), r);
+            }
+        }
+    };
+    let base = || {
+        members::table
+            .select(compared_columns!())
+            .filter(members::merged_into.is_null())
+            .into_boxed()
+    };
+    if let Some(c) = me.cooperative() {
+        look(base().filter(members::cooperative_id.eq(c)).load(conn)?);
+    }
+    // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
+    // nothing about a person (an enumerator's own number typed for everyone, a
+    // placeholder): such a block is skipped, as `matching::pairs` skips it.
+    let capped = |rows: Vec<Compared>| {
+        if rows.len() > matching::MAX_BLOCK {
+            Vec::new()
+        } else {
+            rows
+        }
+    };
+    if let Some(p) = me.phone() {
+        let rows = base()
+            .filter(members::phone_key.eq(p))
+            .limit(matching::MAX_BLOCK as i64 + 1)
+            .load(conn)?;
+        look(capped(rows));
+    }
+    if let Some(k) = me.skeleton() {
+        let rows = base()
+            .filter(members::skeleton_key.eq(k))
+            .limit(matching::MAX_BLOCK as i64 + 1)
+            .load(conn)?;
+        look(capped(rows));
+    }
+    // The romanised key is not stored: members always have a Khmer name, and two that
+    // match only in Latin letters share a cooperative or a phone to be proposed.
+    let ids: Vec<&String> = candidates.keys().collect();
+    let in_province: HashSet<String> = documents::table
+        .filter(documents::id.eq_any(ids))
+        .filter(documents::province_code.eq(province))
+        .select(documents::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    candidates.retain(|k, _| in_province.contains(k));
+    Ok(candidates)
+}
+
 /// [`detect`] for a member row the caller has just written (the projection: no need to
 /// read it back).
 pub(crate) fn detect_row(
@@ -229,61 +295,11 @@ pub(crate) fn detect_row(
         .optional()?
         .flatten();
     let me = Prepared::of(&person(row));
-    let mut candidates: HashMap<String, Compared> = HashMap::new();
     // A merged record is proposed with nobody: it is the survivor from now on.
-    if !merged && let Some(province) = &province {
-        let mut look = |rows: Vec<Compared>| {
-            for r in rows {
-                if r.0 != id {
-                    candidates.insert(r.0.clone(), r);
-                }
-            }
-        };
-        let base = || {
-            members::table
-                .select(compared_columns!())
-                .filter(members::merged_into.is_null())
-                .into_boxed()
-        };
-        if let Some(c) = me.cooperative() {
-            look(base().filter(members::cooperative_id.eq(c)).load(conn)?);
-        }
-        // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
-        // nothing about a person (an enumerator's own number typed for everyone, a
-        // placeholder): such a block is skipped, as `matching::pairs` skips it.
-        let capped = |rows: Vec<Compared>| {
-            if rows.len() > matching::MAX_BLOCK {
-                Vec::new()
-            } else {
-                rows
-            }
-        };
-        if let Some(p) = me.phone() {
-            let rows = base()
-                .filter(members::phone_key.eq(p))
-                .limit(matching::MAX_BLOCK as i64 + 1)
-                .load(conn)?;
-            look(capped(rows));
-        }
-        if let Some(k) = me.skeleton() {
-            let rows = base()
-                .filter(members::skeleton_key.eq(k))
-                .limit(matching::MAX_BLOCK as i64 + 1)
-                .load(conn)?;
-            look(capped(rows));
-        }
-        // The romanised key is not stored: members always have a Khmer name, and two
-        // that match only in Latin letters share a cooperative or a phone to be proposed.
-        let ids: Vec<&String> = candidates.keys().collect();
-        let in_province: HashSet<String> = documents::table
-            .filter(documents::id.eq_any(ids))
-            .filter(documents::province_code.eq(province))
-            .select(documents::id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
-        candidates.retain(|k, _| in_province.contains(k));
-    }
+    let candidates = match &province {
+        Some(province) if !merged => block_members(conn, &me, Some(id), province)?,
+        _ => HashMap::new(),
+    };
     let my_print = matching::fingerprint(&me);
     let mut found = Vec::new();
     let prints: Vec<(String, String, Score)> = candidates
@@ -328,6 +344,10 @@ pub(crate) fn detect_row(
         diesel::delete(duplicate_pairs::table.filter(duplicate_pairs::id.eq_any(withdrawn)))
             .execute(conn)?;
     }
+    // The walk-ins this member may be learn of it (a walk-in registered later).
+    if let Some(province) = &province {
+        super::walk_ins::member_changed(conn, id, &me, province, merged)?;
+    }
     Ok(found.len())
 }
 
@@ -345,6 +365,8 @@ pub struct RescanReport {
     pub withdrawn: usize,
     /// Members whose stored blocking keys were missing or stale and were written.
     pub keys_written: usize,
+    /// The walk-ins (attendance of people with no member record), scored afresh.
+    pub walk_ins: super::walk_ins::WalkInRescan,
 }
 
 /// Every member, province by province, as `detect` would find them one at a time (the
@@ -454,5 +476,6 @@ pub fn rescan(
         provinces_done += 1;
         progress(provinces_done, total);
     }
+    report.walk_ins = super::walk_ins::rescan(conn)?;
     Ok(report)
 }

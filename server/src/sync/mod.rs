@@ -11,6 +11,7 @@ pub mod pull;
 pub mod quarantine;
 pub mod shape;
 pub mod store;
+pub mod walk_ins;
 
 use sync_protocol::messages::{DocPushResult, SyncRequest, SyncResponse};
 

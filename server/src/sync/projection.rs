@@ -128,6 +128,15 @@ impl<'a> AttendanceRow<'a> {
     }
 }
 
+/// What of a session decides its walk-ins (`sync::walk_ins`).
+fn session_keys(s: &TrainingSession) -> super::walk_ins::SessionKeys {
+    super::walk_ins::SessionKeys::new(
+        s.province_code.as_deref(),
+        s.cooperative_id.as_deref().map(lenient_id),
+        s.scheduled_date.as_deref(),
+    )
+}
+
 fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(|d| d.naive_utc())
@@ -274,6 +283,12 @@ pub fn project(
                 .map(|(pid, e)| AttendanceRow::new(doc_id, pid, e))
                 .collect();
             store::insert_chunked!(conn, attendance::table, rows);
+            let entries: Vec<(&str, Option<&AttendanceEntry>)> = s
+                .attendance
+                .iter()
+                .map(|(pid, e)| (pid.as_str(), Some(e)))
+                .collect();
+            super::walk_ins::project(conn, doc_id, &session_keys(&s), &entries, true)?;
             findings
         }
     };
@@ -330,6 +345,9 @@ pub fn project_entries(
         }
     }
     store::insert_chunked!(conn, attendance::table, rows);
+    let written: Vec<(&str, Option<&AttendanceEntry>)> =
+        read.iter().map(|(pid, e)| (*pid, e.as_ref())).collect();
+    super::walk_ins::project(conn, doc_id, &session_keys(&header), &written, false)?;
     // Its flags, its own and cross-record ones, are all under `attendance.<pid>`.
     reconcile_flags(
         conn,

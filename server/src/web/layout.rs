@@ -7,7 +7,7 @@ use super::{i18n::Lang, session::CSRF_FIELD, session::WebUser};
 use crate::domain::access::Role;
 
 /// Bumped with the assets: their URLs carry it so a browser never mixes versions.
-pub const ASSET_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-1");
+pub const ASSET_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-2");
 
 /// Where a page sits in the navigation (its link is marked current).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,7 @@ pub enum Section {
     Dashboard,
     Conflicts,
     Duplicates,
+    WalkIns,
     Flags,
     Quarantine,
     Waiting,
@@ -43,6 +44,11 @@ fn nav_items(lang: Lang, role: Role) -> Vec<(Section, &'static str, &'static str
             Section::Duplicates,
             "/review/duplicates",
             lang.t("Duplicates", "ឈ្មោះស្ទួន"),
+        ),
+        (
+            Section::WalkIns,
+            "/review/walk-ins",
+            lang.t("Walk-ins", "អ្នកចូលរួមក្រៅបញ្ជី"),
         ),
         (Section::Flags, "/review/flags", lang.t("Flags", "ការព្រមាន")),
         (

@@ -325,6 +325,43 @@ fn every_route_by_every_role_in_and_out_of_scope(app: &TestApp) {
             item,
         ));
     }
+    // Walk-ins: as the duplicates.
+    let walk_in = "/api/v1/walk-ins/00000000-0000-5000-8000-000000000000";
+    for (caller, status, item) in [
+        ("nat", 200, 404),
+        ("prov07", 200, 404),
+        ("enum07", 403, 403),
+    ] {
+        cases.push(case(
+            "GET",
+            "/api/v1/walk-ins?province=07".into(),
+            Value::Null,
+            caller,
+            status,
+        ));
+        cases.push(case("GET", walk_in.into(), Value::Null, caller, item));
+        cases.push(case(
+            "POST",
+            format!("{walk_in}/link"),
+            json!({"member_id": "00000000-0000-4000-8000-000000000000"}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            format!("{walk_in}/promote"),
+            json!({}),
+            caller,
+            item,
+        ));
+        cases.push(case(
+            "POST",
+            format!("{walk_in}/undo"),
+            Value::Null,
+            caller,
+            item,
+        ));
+    }
     // Imports are national admins' work; the template is for every admin.
     let unknown = "/api/v1/imports/00000000-0000-4000-8000-000000000000";
     for (caller, list, item, upload, template) in [

@@ -173,7 +173,7 @@ fn the_same_farmer_registered_twice_is_proposed_with_its_reasons(app: &TestApp) 
     assert_eq!(app.get("/api/v1/duplicates", Some(&e)).status, 403);
 }
 
-fn people_trained_in_07(app: &TestApp, token: &str) -> i64 {
+pub(crate) fn people_trained_in_07(app: &TestApp, token: &str) -> i64 {
     let r = app.get("/api/v1/reports/people_trained?province=07", Some(token));
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["rows"]
@@ -197,7 +197,7 @@ fn merged_into(t: &Tablet, id: &str) -> Option<String> {
         .merged_into
 }
 
-fn audits(app: &TestApp, action: &str) -> i64 {
+pub(crate) fn audits(app: &TestApp, action: &str) -> i64 {
     use coopsync::db::schema::audit_log;
     audit_log::table
         .filter(audit_log::action.eq(action))

@@ -35,4 +35,5 @@ mod slowlink;
 mod spreadsheets;
 mod sync;
 mod tokens;
+mod walk_ins;
 mod web_app;

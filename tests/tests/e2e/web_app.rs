@@ -1,6 +1,6 @@
 //! The admin web app (issue 16). In a real headless Chromium: a provincial admin's whole
 //! day (resolve a conflict two tablets made and see them converge, merge a duplicate and
-//! see the figure drop, accept a flag, create an enumerator and revoke the tablet, download
+//! see the figure drop, accept a flag, link a walk-in to her record and register a guest, create an enumerator and revoke the tablet, download
 //! an XLSX, switch to Khmer and find a member by a Khmer name), another province's admin
 //! seeing none of it, and a national admin releasing a quarantined change; screenshots of
 //! every page in English and Khmer. Over plain HTTP: CSRF, cookie flags, the CSP, session
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use coopsync_tests::{PASSWORD, TestApp, browser::Browser, dual_backend_tests, tablet::Tablet};
 use serde_json::json;
-use sync_protocol::documents::{Cooperative, Member};
+use sync_protocol::documents::{Cooperative, Member, TrainingSession};
 
 use super::duplicates::member;
 
@@ -39,6 +39,13 @@ fn row_with(b: &Browser, scope: &str, text: &str) -> coopsync_tests::browser::El
         .into_iter()
         .find(|r| b.text(r).contains(text))
         .unwrap_or_else(|| panic!("no row with {text:?} in {scope}: {}", b.text_of(scope)))
+}
+
+fn card_with(b: &Browser, text: &str) -> coopsync_tests::browser::Element {
+    b.all("article.card")
+        .into_iter()
+        .find(|c| b.text(c).contains(text))
+        .unwrap_or_else(|| panic!("no card with {text:?}: {}", b.text_of("main")))
 }
 
 fn digits(s: &str) -> i64 {
@@ -110,6 +117,9 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     b.record_attendance(&s2, &again, Some(&again), 6.0);
     // A flag: more hours than planned for a walk-in.
     a.record_attendance(&s1, "walk-in-1", None, 9.0);
+    // She comes once more, recorded as a walk-in (aged 40 in 2026).
+    let her_walk_in = uuid::Uuid::new_v4().to_string();
+    b.record_walk_in(&s2, &her_walk_in, "សុខ ចាន់ថា", "female", 40, "012 345 678");
     a.sync();
     b.sync();
     a.sync();
@@ -141,8 +151,8 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     assert!(br.url().ends_with("/dashboard"), "{}", br.url());
     assert_eq!(
         digits(&br.text_of("#people-trained")),
-        3,
-        "two records of her and a walk-in"
+        4,
+        "two records of her, her again as a walk-in, and a guest"
     );
     shoot(&br, backend, "en-02-dashboard");
 
@@ -187,8 +197,8 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     nav(&br, app, "/dashboard");
     assert_eq!(
         digits(&br.text_of("#people-trained")),
-        2,
-        "the merged woman counts once"
+        3,
+        "the merged woman counts once (and her walk-in entry apart)"
     );
     a.sync();
     assert_eq!(
@@ -227,6 +237,58 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     assert_eq!(
         accepted.body["flags"][0]["note"],
         "A long session: the promoter confirmed 9 hours"
+    );
+
+    // Walk-ins: her entry is linked to her record; the guest is registered as a member.
+    nav(&br, app, "/review/walk-ins");
+    shoot(&br, backend, "en-15-walk-ins");
+    let card = card_with(&br, "012 345 678");
+    assert!(
+        br.text(&card).contains("same phone number"),
+        "{}",
+        br.text(&card)
+    );
+    br.click(&br.all_in(&card, "form[action$='/link'] button").remove(0));
+    br.wait_for_text(".done", "Linked");
+    nav(&br, app, "/dashboard");
+    assert_eq!(
+        digits(&br.text_of("#people-trained")),
+        2,
+        "her walk-in entry counts as her"
+    );
+    nav(&br, app, "/review/walk-ins");
+    let card = card_with(&br, "Guest farmer");
+    br.click(&br.all_in(&card, "summary").remove(0));
+    let khmer = br.all_in(&card, "input[name=full_name_khmer]").remove(0);
+    br.type_into(&khmer, "ភ្ញៀវ កសិករ");
+    shoot(&br, backend, "en-16-walk-in-register");
+    br.click(
+        &br.all_in(&card, "form[action$='/promote'] button")
+            .remove(0),
+    );
+    br.wait_for_text(".done", "Registered as a new member");
+    a.sync();
+    let registered = TrainingSession::read(a.client.doc(&s1).unwrap())
+        .0
+        .attendance["walk-in-1"]
+        .member_id
+        .clone()
+        .expect("the tablet pulls the link");
+    assert_eq!(
+        Member::read(a.client.doc(&registered).expect("and the new member"))
+            .0
+            .full_name_khmer
+            .as_deref(),
+        Some("ភ្ញៀវ កសិករ")
+    );
+    b.sync();
+    assert_eq!(
+        TrainingSession::read(b.client.doc(&s2).unwrap())
+            .0
+            .attendance[&her_walk_in]
+            .member_id
+            .as_deref(),
+        Some(first.as_str())
     );
 
     // Create an enumerator; their tablet syncs; revoke it; the next sync is refused.
@@ -332,6 +394,7 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         ("/exports", "km-09-exports"),
         ("/review/quarantine", "km-11-quarantine"),
         ("/review/waiting", "km-12-waiting"),
+        ("/review/walk-ins?status=all", "km-15-walk-ins"),
     ] {
         br.goto(&app.url(path));
         assert_eq!(

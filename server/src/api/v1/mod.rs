@@ -15,6 +15,7 @@ pub mod records;
 pub mod reports;
 pub mod sync;
 pub mod users;
+pub mod walk_ins;
 
 use actix_web::web;
 
@@ -53,6 +54,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(duplicates::merge_duplicate)
             .service(duplicates::not_same_duplicate)
             .service(duplicates::undo_merge)
+            .service(walk_ins::list_walk_ins)
+            .service(walk_ins::get_walk_in)
+            .service(walk_ins::link_walk_in)
+            .service(walk_ins::promote_walk_in)
+            .service(walk_ins::undo_walk_in)
             .service(records::list_records)
             .service(records::edit_record)
             .service(records::get_record)

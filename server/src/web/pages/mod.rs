@@ -7,6 +7,7 @@ pub mod exports;
 pub mod imports;
 pub mod records;
 pub mod review;
+pub mod walk_ins;
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, http::header, web};
 use maud::html;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/language", web::post().to(language))
         .configure(dashboard::configure)
         .configure(review::configure)
+        .configure(walk_ins::configure)
         .configure(records::configure)
         .configure(accounts::configure)
         .configure(exports::configure)

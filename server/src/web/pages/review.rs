@@ -96,6 +96,18 @@ pub fn done_message(lang: Lang, code: &str) -> Option<&'static str> {
             "Change released: it passed every check again and was applied (or waits for the changes it depends on).",
             "បានបញ្ចេញ៖ ការផ្លាស់ប្ដូរបានឆ្លងការត្រួតពិនិត្យ ហើយត្រូវបានអនុវត្ត។",
         ),
+        "linked" => lang.t(
+            "Linked: the attendance now counts for that member; tablets will pull the change.",
+            "បានភ្ជាប់៖ វត្តមាននេះរាប់សម្រាប់សមាជិកនោះ។",
+        ),
+        "promoted" => lang.t(
+            "Registered as a new member and linked; tablets will pull both changes.",
+            "បានចុះឈ្មោះជាសមាជិកថ្មី ហើយបានភ្ជាប់។",
+        ),
+        "unlinked" => lang.t(
+            "Undone: the attendance entry points at nobody again.",
+            "បានលុបការភ្ជាប់៖ វត្តមាននេះលែងភ្ជាប់នឹងសមាជិកណាទៀតហើយ។",
+        ),
         "dismissed" => lang.t(
             "Change dismissed: it stays on record with your reason and is never applied.",
             "បានបោះបង់៖ ការផ្លាស់ប្ដូរនៅតែត្រូវបានរក្សាទុក ប៉ុន្តែមិនត្រូវបានអនុវត្តទេ។",
@@ -163,7 +175,7 @@ pub fn usernames(
         .collect())
 }
 
-fn who(names: &BTreeMap<String, String>, id: Option<&str>) -> String {
+pub(crate) fn who(names: &BTreeMap<String, String>, id: Option<&str>) -> String {
     match id {
         Some(id) => names.get(id).cloned().unwrap_or_else(|| id.to_string()),
         None => "—".into(),
@@ -179,7 +191,7 @@ pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-fn status_select(
+pub(crate) fn status_select(
     lang: Lang,
     options: &[(&str, &'static str, &'static str)],
     selected: Option<&str>,
@@ -196,7 +208,7 @@ fn status_select(
     )
 }
 
-fn filters(lang: Lang, action: &str, inner: Markup) -> Markup {
+pub(crate) fn filters(lang: Lang, action: &str, inner: Markup) -> Markup {
     html! {
         form.filters method="get" action=(action) {
             (inner)
@@ -232,16 +244,16 @@ fn typed(raw: &str, like: &[&Json]) -> Json {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
-    province: Option<String>,
-    doc_type: Option<String>,
-    cooperative: Option<String>,
-    min_score: Option<String>,
-    cursor: Option<String>,
-    done: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) province: Option<String>,
+    pub(crate) doc_type: Option<String>,
+    pub(crate) cooperative: Option<String>,
+    pub(crate) min_score: Option<String>,
+    pub(crate) cursor: Option<String>,
+    pub(crate) done: Option<String>,
 }
 
-fn opt(s: &Option<String>) -> Option<String> {
+pub(crate) fn opt(s: &Option<String>) -> Option<String> {
     s.clone().filter(|s| !s.is_empty())
 }
 
