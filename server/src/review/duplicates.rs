@@ -127,6 +127,9 @@ pub struct MergeResponse {
     pub merged_at: DateTime<Utc>,
     pub undone_by: Option<String>,
     pub undone_at: Option<DateTime<Utc>>,
+    /// On undo: fields the merge took that were edited since, left as they are (an undo
+    /// restores a field only while it still holds the value the merge wrote).
+    pub fields_kept: Vec<String>,
     /// The server changes of the action (tablets pull them).
     pub change_hashes: Vec<String>,
 }
@@ -619,8 +622,13 @@ fn merge_members(
     for f in take {
         let (new, old) = (field_json(&duplicate, f), field_json(&kept, f));
         if new != old {
+            // What the survivor had, and what the merge wrote: an undo restores the one
+            // only while the field still holds the other.
+            previous.insert(
+                f.clone(),
+                serde_json::json!({"before": old, "written": new.clone()}),
+            );
             taken.push((f.clone(), new));
-            previous.insert(f.clone(), old);
         }
     }
     // The merge row first: the projection follows a `merged_into` only when a merge
@@ -678,8 +686,22 @@ fn merge_members(
         merged_at: utc(at),
         undone_by: None,
         undone_at: None,
+        fields_kept: Vec::new(),
         change_hashes: hashes,
     })
+}
+
+/// A field's entry in `merges.previous`: `(before, written)`. Merges recorded before the
+/// written value was kept hold the earlier value alone (`written` unknown: restored as
+/// it was, whatever the field holds now).
+fn previous_entry(v: &Json) -> (Json, Option<Json>) {
+    match v {
+        Json::Object(o) if o.contains_key("before") => (
+            o.get("before").cloned().unwrap_or(Json::Null),
+            o.get("written").cloned(),
+        ),
+        other => (other.clone(), None),
+    }
 }
 
 /// Undoes a merge: the mark is cleared and the survivor's fields taken from the duplicate
@@ -729,14 +751,26 @@ pub fn undo(
         put_or_delete(tx, base, "merged_into", &Json::Null)
     })?;
     hashes.push(clear.hash);
+    let mut kept = Vec::new();
     if !previous.is_empty() {
         let restored = records::commit(conn, actor, &principal.user_id, &survivor, |tx, base| {
             for (f, v) in &previous {
-                put_or_delete(tx, base, f, v)?;
+                let (before, written) = previous_entry(v);
+                // Edited since the merge (a tablet, an admin): that edit stands.
+                if written.is_some_and(|w| field_json(base, f) != w) {
+                    kept.push(f.clone());
+                    continue;
+                }
+                put_or_delete(tx, base, f, &before)?;
             }
             Ok(())
-        })?;
-        hashes.push(restored.hash);
+        });
+        match restored {
+            Ok(c) => hashes.push(c.hash),
+            // Every field was edited since: nothing to restore.
+            Err(records::CommitError::Unchanged) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let at = now();
     diesel::update(merges::table.find(merge_id))
@@ -765,7 +799,7 @@ pub fn undo(
         request_id: principal.request_id.as_deref(),
         details: Some(serde_json::json!({
             "merge_id": merge_id, "pair_id": pair_id, "survivor_id": survivor,
-            "change_hashes": hashes,
+            "fields_kept": kept, "change_hashes": hashes,
         })),
     }
     .record(conn)?;
@@ -779,6 +813,7 @@ pub fn undo(
         merged_at: utc(merged_at),
         undone_by: Some(principal.user_id.clone()),
         undone_at: Some(utc(at)),
+        fields_kept: kept,
         change_hashes: hashes,
     })
 }

@@ -332,11 +332,11 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
     let r = app.post(
         &url,
         Some(&p07),
-        &json!({"survivor": first, "take": ["name_latin"]}),
+        &json!({"survivor": first, "take": ["name_latin", "phone"]}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let merge_id = r.body["merge_id"].as_str().unwrap().to_string();
-    assert_eq!(r.body["fields_taken"], json!(["name_latin"]));
+    assert_eq!(r.body["fields_taken"], json!(["name_latin", "phone"]));
     assert_eq!(r.body["change_hashes"].as_array().unwrap().len(), 2);
     let r = app.post(&url, Some(&p07), &json!({"survivor": first}));
     assert_eq!((r.status, r.code()), (409, "pair_not_open"));
@@ -387,7 +387,12 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
         r.body
     );
 
-    // Undo: both people exactly as before, counted twice again, the pair open again.
+    // After the merge tablet a corrects the survivor's phone: the undo must not lose it.
+    a.set(&first, "phone", "011 222 333");
+    a.sync();
+
+    // Undo: both people as before (but for the phone edited since), counted twice again,
+    // the pair open again.
     let r = app.post(
         &format!("/api/v1/merges/{merge_id}/undo"),
         Some(&p12),
@@ -400,6 +405,7 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
         &json!({}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["fields_kept"], json!(["phone"]), "{}", r.body);
     let r = app.post(
         &format!("/api/v1/merges/{merge_id}/undo"),
         Some(&p07),
@@ -413,6 +419,11 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
         assert_eq!(merged_into(t, &again), None);
         let survivor = Member::read(t.client.doc(&first).unwrap()).0;
         assert_eq!(survivor.name_latin.as_deref(), Some("Sok Chanthea"));
+        assert_eq!(
+            survivor.phone.as_deref(),
+            Some("011 222 333"),
+            "the later edit stands"
+        );
     }
     assert_eq!(open_pairs(app, &p07).len(), 1);
     assert_eq!(audits(app, "duplicate.merge"), 1);
