@@ -201,6 +201,48 @@ fn tablet_for_province(index: usize, tablets: usize) -> usize {
     index % tablets
 }
 
+/// A member's name from small pools of Khmer family and given names (with their usual
+/// romanisation), so a cooperative has the odd namesake, as a real one does; each member
+/// also has her own phone and year of birth, so duplicate detection proposes what it
+/// would on real data, not every pair of a cooperative.
+fn person_name(c: usize, m: usize) -> (String, String) {
+    const FAMILY: [(&str, &str); 12] = [
+        ("សុខ", "Sok"),
+        ("ចាន់", "Chan"),
+        ("ហេង", "Heng"),
+        ("លី", "Ly"),
+        ("ម៉ៅ", "Mao"),
+        ("សៀង", "Sieng"),
+        ("ឈឹម", "Chhim"),
+        ("ពៅ", "Pov"),
+        ("កែវ", "Keo"),
+        ("នួន", "Nuon"),
+        ("យឹម", "Yim"),
+        ("ទេព", "Tep"),
+    ];
+    const GIVEN: [(&str, &str); 16] = [
+        ("ចាន់ថា", "Chanthea"),
+        ("សុភា", "Sophea"),
+        ("ស្រីពៅ", "Sreypov"),
+        ("ដារ៉ា", "Dara"),
+        ("សុផល", "Sophal"),
+        ("វណ្ណា", "Vanna"),
+        ("បុប្ផា", "Bopha"),
+        ("រតនា", "Ratana"),
+        ("សំណាង", "Samnang"),
+        ("ធារី", "Theary"),
+        ("ពិសី", "Pisey"),
+        ("វិចិត្រ", "Vichet"),
+        ("សុគន្ធា", "Sokunthea"),
+        ("ចន្ទ្រា", "Chantrea"),
+        ("រស្មី", "Reaksmey"),
+        ("គឹមហុង", "Kimhong"),
+    ];
+    let (fk, fl) = FAMILY[(c * 5 + m * 7) % FAMILY.len()];
+    let (gk, gl) = GIVEN[(c * 3 + m * 11) % GIVEN.len()];
+    (format!("{fk} {gk}"), format!("{fl} {gl}"))
+}
+
 /// Builds the national data set on `tablets` offline tablets (no network yet).
 fn generate(tablets: &mut [Tablet], sizes: &Sizes) -> Vec<String> {
     let n = tablets.len();
@@ -214,10 +256,13 @@ fn generate(tablets: &mut [Tablet], sizes: &Sizes) -> Vec<String> {
             + usize::from(c < sizes.members % sizes.cooperatives);
         let members: Vec<String> = (0..members_here)
             .map(|m| {
-                t.add_member(
+                let (khmer, latin) = person_name(c, m);
+                t.add_person(
                     &coop,
-                    &format!("Member {c}-{m}"),
+                    (&khmer, &latin),
                     if m % 2 == 0 { "female" } else { "male" },
+                    1950 + ((c * 7 + m * 13) % 55) as i64,
+                    &format!("0{}{:03}{:04}", 10 + c % 90, c % 1000, m % 10_000),
                 )
             })
             .collect();

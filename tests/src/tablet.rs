@@ -285,6 +285,31 @@ impl Tablet {
             .expect("create member")
     }
 
+    /// Registers a member with her own name, year of birth and phone (the benchmark's
+    /// national data: `add_member` gives everyone one phone and one year).
+    pub fn add_person(
+        &mut self,
+        cooperative_id: &str,
+        (khmer, latin): (&str, &str),
+        sex: &str,
+        year_of_birth: i64,
+        phone: &str,
+    ) -> String {
+        let m = Member {
+            cooperative_id: Some(cooperative_id.to_string()),
+            full_name_khmer: Some(khmer.to_string()),
+            name_latin: Some(latin.to_string()),
+            sex: Some(sex.to_string()),
+            year_of_birth: Some(year_of_birth),
+            phone: Some(phone.to_string()),
+            role: Some("member".into()),
+            ..Member::default()
+        };
+        self.client
+            .create(DocType::Member, |tx| m.write(tx, true))
+            .expect("create member")
+    }
+
     pub fn create_session(&mut self, province: &str, cooperative_id: &str) -> String {
         let s = TrainingSession {
             programme: Some("think_coop".into()),

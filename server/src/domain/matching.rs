@@ -160,7 +160,12 @@ fn sound(c: char) -> char {
 /// and coeng dropped. `សុខ ចាន់ថា` and
 /// `សុខ ចន្ថា` both give `ចនថ សខ`.
 pub fn khmer_key(name: &str) -> String {
-    let normal = normalise_khmer(name);
+    skeleton_of_normalised(&normalise_khmer(name))
+}
+
+/// [`khmer_key`] of text already through `normalise_khmer` (a person's keys are computed
+/// from one normalisation).
+fn skeleton_of_normalised(normal: &str) -> String {
     let mut words: Vec<String> = normal
         .split(' ')
         .map(|w| {
@@ -341,7 +346,7 @@ impl Prepared {
             .and_then(nonempty);
         Prepared {
             sex: p.sex.clone().and_then(nonempty),
-            skeleton: khmer.as_deref().map(khmer_key),
+            skeleton: khmer.as_deref().map(skeleton_of_normalised),
             khmer,
             latin: p.name_latin.as_deref().map(latin_key).and_then(nonempty),
             phone: p.phone.as_deref().map(phone_key).filter(|k| k.len() >= 8),

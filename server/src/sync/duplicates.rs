@@ -233,14 +233,21 @@ pub(crate) fn block_members(
             }
         }
     };
-    let base = || {
-        members::table
-            .select(compared_columns!())
-            .filter(members::merged_into.is_null())
-            .into_boxed()
-    };
+    // Each block is one statement of a fixed shape joined to its province (not boxed, no
+    // `IN` list): diesel caches its prepared statement, and on SQLite preparing the
+    // four statements afresh for every new member was most of detection's cost.
+    macro_rules! block {
+        ($key:expr) => {
+            members::table
+                .inner_join(documents::table)
+                .filter(members::merged_into.is_null())
+                .filter(documents::province_code.eq(province))
+                .filter($key)
+                .select(compared_columns!())
+        };
+    }
     if let Some(c) = me.cooperative() {
-        look(base().filter(members::cooperative_id.eq(c)).load(conn)?);
+        look(block!(members::cooperative_id.eq(c)).load(conn)?);
     }
     // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
     // nothing about a person (an enumerator's own number typed for everyone, a
@@ -253,30 +260,19 @@ pub(crate) fn block_members(
         }
     };
     if let Some(p) = me.phone() {
-        let rows = base()
-            .filter(members::phone_key.eq(p))
+        let rows = block!(members::phone_key.eq(p))
             .limit(matching::MAX_BLOCK as i64 + 1)
             .load(conn)?;
         look(capped(rows));
     }
     if let Some(k) = me.skeleton() {
-        let rows = base()
-            .filter(members::skeleton_key.eq(k))
+        let rows = block!(members::skeleton_key.eq(k))
             .limit(matching::MAX_BLOCK as i64 + 1)
             .load(conn)?;
         look(capped(rows));
     }
     // The romanised key is not stored: members always have a Khmer name, and two that
     // match only in Latin letters share a cooperative or a phone to be proposed.
-    let ids: Vec<&String> = candidates.keys().collect();
-    let in_province: HashSet<String> = documents::table
-        .filter(documents::id.eq_any(ids))
-        .filter(documents::province_code.eq(province))
-        .select(documents::id)
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
-    candidates.retain(|k, _| in_province.contains(k));
     Ok(candidates)
 }
 

@@ -197,7 +197,10 @@ pub(crate) fn project(
         return Ok(());
     }
     type Stored = (String, String, String, Option<String>, Option<String>);
-    let mut query = walk_ins::table
+    // All of the session's stored walk-ins (a few rows; one statement of a fixed shape,
+    // so its prepared statement is cached), then those of `entries` when not `whole`.
+    let wanted: Option<HashSet<&str>> = (!whole).then(|| entries.iter().map(|(p, _)| *p).collect());
+    let stored: HashMap<String, Stored> = walk_ins::table
         .filter(walk_ins::session_id.eq(session_id))
         .select((
             walk_ins::participant_id,
@@ -206,14 +209,9 @@ pub(crate) fn project(
             walk_ins::province_code,
             walk_ins::cooperative_id,
         ))
-        .into_boxed();
-    if !whole {
-        let pids: Vec<&str> = entries.iter().map(|(p, _)| *p).collect();
-        query = query.filter(walk_ins::participant_id.eq_any(pids));
-    }
-    let stored: HashMap<String, Stored> = query
         .load::<Stored>(conn)?
         .into_iter()
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(r.0.as_str())))
         .map(|r| (r.0.clone(), r))
         .collect();
     let mut withdrawn: Vec<String> = Vec::new();
