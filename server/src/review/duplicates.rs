@@ -266,6 +266,17 @@ macro_rules! pair_columns {
     };
 }
 
+/// The rules in words: `same Khmer name (40) + same phone number (35) = 75`.
+pub(crate) fn explain(rules: &[MatchedRule], score: u32) -> String {
+    let mut explanation = rules
+        .iter()
+        .map(|m| format!("{} ({})", m.rule, m.points))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    explanation.push_str(&format!(" = {score}"));
+    explanation
+}
+
 fn candidate(
     conn: &mut DbConnection,
     r: PairRow,
@@ -276,12 +287,7 @@ fn candidate(
     };
     let rules: Vec<MatchedRule> = serde_json::from_str(&r.5).map_err(ApiError::internal)?;
     let score = u32::try_from(r.4).unwrap_or_default();
-    let mut explanation = rules
-        .iter()
-        .map(|m| format!("{} ({})", m.rule, m.points))
-        .collect::<Vec<_>>()
-        .join(" + ");
-    explanation.push_str(&format!(" = {score}"));
+    let explanation = explain(&rules, score);
     let status = PairStatus::parse(&r.6).ok_or_else(|| ApiError::internal("pair status"))?;
     let merge_id = if status == PairStatus::Merged {
         merges::table
@@ -389,13 +395,11 @@ pub fn list(
         query = query.filter(duplicate_pairs::score.ge(i64::from(m)));
     }
     if let Some(c) = &q.cursor {
-        let bad = || ApiError::bad_request("invalid_cursor", "the cursor is invalid");
-        let (score, id) = c.split_once('.').ok_or_else(bad)?;
-        let score: i64 = score.parse().map_err(|_| bad())?;
+        let (score, id) = super::score_cursor(c)?;
         query = query.filter(
             duplicate_pairs::score.lt(score).or(duplicate_pairs::score
                 .eq(score)
-                .and(duplicate_pairs::id.gt(id.to_string()))),
+                .and(duplicate_pairs::id.gt(id))),
         );
     }
     let rows: Vec<PairRow> = query

@@ -15,6 +15,14 @@ use crate::error::ApiError;
 
 pub(crate) use crate::db::utc;
 
+/// The `cursor` of the lists ranked by score (duplicates, walk-ins): `<score>.<id>` of
+/// the last item of the previous page.
+pub(crate) fn score_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request("invalid_cursor", "the cursor is invalid");
+    let (score, id) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((score.parse().map_err(|_| bad())?, id.to_string()))
+}
+
 /// The `cursor` of the review lists: the id of the last item of the previous page.
 pub(crate) fn before_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
     cursor

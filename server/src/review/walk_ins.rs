@@ -15,7 +15,7 @@ use sync_protocol::documents::{DocType, Member};
 use utoipa::ToSchema;
 
 use super::{
-    duplicates::{DuplicateSide, MatchedRule, require_visible, sides, survivor_of},
+    duplicates::{DuplicateSide, MatchedRule, explain, require_visible, sides, survivor_of},
     utc,
 };
 use crate::{
@@ -28,7 +28,7 @@ use crate::{
     domain::{matching::Person, status::WalkInStatus},
     error::{ApiError, FieldError},
     records::{self, CommitError},
-    sync::walk_ins::StoredCandidate,
+    sync::walk_ins::{SessionKeys, StoredCandidate},
 };
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -194,6 +194,27 @@ type EntryRow = (
     Option<String>,
 );
 
+/// The attendance entry as projected now.
+fn entry_row(
+    conn: &mut DbConnection,
+    session_id: &str,
+    participant_id: &str,
+) -> Result<Option<EntryRow>, ApiError> {
+    Ok(attendance::table
+        .find((session_id, participant_id))
+        .select((
+            attendance::name,
+            attendance::sex,
+            attendance::age,
+            attendance::phone,
+            attendance::status,
+            attendance::hours,
+            attendance::member_id,
+        ))
+        .first(conn)
+        .optional()?)
+}
+
 /// The rows as the API shows them (sessions, entries and candidates read per page).
 fn shown(
     conn: &mut DbConnection,
@@ -225,19 +246,7 @@ fn shown(
     let actor = principal.actor();
     let mut out = Vec::with_capacity(rows.len());
     for (r, stored) in rows.into_iter().zip(stored) {
-        let entry: Option<EntryRow> = attendance::table
-            .find((&r.1, &r.2))
-            .select((
-                attendance::name,
-                attendance::sex,
-                attendance::age,
-                attendance::phone,
-                attendance::status,
-                attendance::hours,
-                attendance::member_id,
-            ))
-            .first(conn)
-            .optional()?;
+        let entry = entry_row(conn, &r.1, &r.2)?;
         let entry = entry.unwrap_or_default();
         let s = sessions.get(&r.1).cloned().unwrap_or_default();
         let candidates = stored
@@ -250,12 +259,7 @@ fn shown(
                     return None;
                 }
                 let rules: Vec<MatchedRule> = serde_json::from_value(c.rules).unwrap_or_default();
-                let mut explanation = rules
-                    .iter()
-                    .map(|m| format!("{} ({})", m.rule, m.points))
-                    .collect::<Vec<_>>()
-                    .join(" + ");
-                explanation.push_str(&format!(" = {}", c.score));
+                let explanation = explain(&rules, c.score);
                 Some(WalkInCandidate {
                     member: m.clone(),
                     score: c.score,
@@ -349,13 +353,11 @@ pub fn list(
         query = query.filter(walk_ins::score.ge(i64::from(m)));
     }
     if let Some(c) = &q.cursor {
-        let bad = || ApiError::bad_request("invalid_cursor", "the cursor is invalid");
-        let (score, id) = c.split_once('.').ok_or_else(bad)?;
-        let score: i64 = score.parse().map_err(|_| bad())?;
+        let (score, id) = super::score_cursor(c)?;
         query = query.filter(
-            walk_ins::score.lt(score).or(walk_ins::score
-                .eq(score)
-                .and(walk_ins::id.gt(id.to_string()))),
+            walk_ins::score
+                .lt(score)
+                .or(walk_ins::score.eq(score).and(walk_ins::id.gt(id))),
         );
     }
     let rows: Vec<WalkInRow> = query
@@ -566,20 +568,7 @@ pub fn promote(
     req: &PromoteRequest,
 ) -> Result<WalkInDecision, ApiError> {
     let row = open_row(conn, principal, id)?;
-    let entry: EntryRow = attendance::table
-        .find((&row.1, &row.2))
-        .select((
-            attendance::name,
-            attendance::sex,
-            attendance::age,
-            attendance::phone,
-            attendance::status,
-            attendance::hours,
-            attendance::member_id,
-        ))
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("walk-in"))?;
+    let entry = entry_row(conn, &row.1, &row.2)?.ok_or(ApiError::NotFound("walk-in"))?;
     let (session_coop, date): (Option<String>, Option<String>) = training_sessions::table
         .find(&row.1)
         .select((
@@ -622,10 +611,7 @@ pub fn promote(
             }
         }
     };
-    let year = date
-        .as_deref()
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .map(|d| i64::from(d.year()));
+    let year = SessionKeys::new(None, None, date.as_deref()).year;
     let person = Person::walk_in(
         entry.0.as_deref(),
         entry.1.as_deref(),

@@ -253,6 +253,20 @@ pub struct ListQuery {
     pub(crate) done: Option<String>,
 }
 
+/// The lowest-score filter of the ranked queues (duplicates, walk-ins), as typed.
+pub(crate) fn min_score(user: &WebUser, q: &ListQuery) -> Result<Option<u32>, WebError> {
+    opt(&q.min_score)
+        .map(|s| {
+            s.parse::<u32>().map_err(|_| {
+                user.fail(ApiError::bad_request(
+                    "invalid_query",
+                    "min_score must be a whole number",
+                ))
+            })
+        })
+        .transpose()
+}
+
 pub(crate) fn opt(s: &Option<String>) -> Option<String> {
     s.clone().filter(|s| !s.is_empty())
 }
@@ -573,15 +587,7 @@ async fn duplicate_list(
 ) -> Result<HttpResponse, WebError> {
     let lang = user.lang;
     let q = query.into_inner();
-    let min_score = match opt(&q.min_score) {
-        Some(s) => Some(s.parse::<u32>().map_err(|_| {
-            user.fail(ApiError::bad_request(
-                "invalid_query",
-                "min_score must be a whole number",
-            ))
-        })?),
-        None => None,
-    };
+    let min_score = min_score(&user, &q)?;
     let dq = DuplicateQuery {
         status: opt(&q.status),
         province: opt(&q.province),

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::{
     CsrfOnly, province_select, provinces,
-    review::{ListQuery, cooperative_names, done_message, filters, opt, short, status_select},
+    review::{
+        ListQuery, cooperative_names, done_message, filters, min_score, opt, short, status_select,
+    },
 };
 use crate::{
     db::{DbConnection, schema::cooperatives},
@@ -21,6 +23,7 @@ use crate::{
     error::ApiError,
     review::walk_ins::{self, LinkRequest, PromoteRequest, WalkIn, WalkInQuery},
     state::AppState,
+    sync::walk_ins::SessionKeys,
     web::{
         WebError,
         i18n::Lang,
@@ -112,11 +115,7 @@ fn card(
         w.entry.age,
         w.entry.phone.as_deref(),
         None,
-        w.session
-            .scheduled_date
-            .as_deref()
-            .and_then(|d| d.get(..4))
-            .and_then(|y| y.parse().ok()),
+        SessionKeys::new(None, None, w.session.scheduled_date.as_deref()).year,
     );
     let open = w.status == WalkInStatus::Open;
     html! {
@@ -221,15 +220,7 @@ async fn list(
 ) -> Result<HttpResponse, WebError> {
     let lang = user.lang;
     let q = query.into_inner();
-    let min_score = match opt(&q.min_score) {
-        Some(s) => Some(s.parse::<u32>().map_err(|_| {
-            user.fail(ApiError::bad_request(
-                "invalid_query",
-                "min_score must be a whole number",
-            ))
-        })?),
-        None => None,
-    };
+    let min_score = min_score(&user, &q)?;
     let wq = WalkInQuery {
         status: opt(&q.status),
         province: opt(&q.province),
