@@ -183,7 +183,7 @@ macro_rules! say {
 /// The whole `coopsync` program: parse arguments, run, print the error and set the exit
 /// code. `main.rs` (and the test crate's copy of the binary) call only this.
 pub fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
@@ -193,20 +193,37 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// glibc gives each thread that meets contention its own malloc arena; with the actix
-/// workers and the blocking pool that fragmentation doubled the server's peak memory
-/// (benchmark: 140 -> 61 MB seeding, 171 -> 95 MB in a burst, same throughput with two
-/// arenas). An operator's own `MALLOC_ARENA_MAX` wins.
-fn limit_malloc_arenas() {
+/// glibc malloc tuning, before any thread is started. An operator's own
+/// `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` wins.
+///
+/// Arenas: glibc gives each thread that meets contention its own malloc arena; with the
+/// actix workers and the blocking pool that fragmentation doubled the server's peak
+/// memory (benchmark: 140 -> 61 MB seeding, 171 -> 95 MB in a burst, same throughput
+/// with two arenas).
+///
+/// Large blocks: glibc's mmap threshold is dynamic: once a large mmapped block is freed,
+/// blocks up to that size come from the heap instead and stay there when freed. Each
+/// Argon2 hash takes 19 MiB, so after the first sign-in every hash grew the heap, and on
+/// PostgreSQL (more threads waiting on the database, hashes landing in different places)
+/// 100 sign-ins, 8 at once, left the server at 390 MB (issue 17: 857 MB in the outside
+/// run); a fixed 4 MiB threshold maps and unmaps every such block: 58 MB peak, 39 MB
+/// after (`scripts/signin-memory.sh`).
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    {
+        let unset = |name: &str| std::env::var_os(name).is_none();
         #[allow(
             unsafe_code,
             reason = "mallopt is a plain setter, called before any thread is started"
         )]
         // SAFETY: mallopt takes two integers and only changes allocator tuning.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            if unset("MALLOC_ARENA_MAX") {
+                libc::mallopt(libc::M_ARENA_MAX, 2);
+            }
+            if unset("MALLOC_MMAP_THRESHOLD_") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            }
         }
     }
 }
