@@ -28,6 +28,10 @@ pub struct Sizes {
     pub burst_changes: usize,
     /// Sizes (attendance entries) at which a push into one growing session is timed.
     pub large_document: Vec<usize>,
+    /// Only the seed (`--seed`): its throughput with and without duplicate detection is
+    /// compared by running it twice, the second time with
+    /// `COOPSYNC_DUPLICATE_DETECTION=false` (issue 14).
+    pub seed_only: bool,
 }
 
 impl Sizes {
@@ -41,6 +45,7 @@ impl Sizes {
             burst_tablets: 300,
             burst_changes: 50,
             large_document: vec![30, 1000, 4000, 8000],
+            seed_only: false,
         }
     }
 
@@ -54,6 +59,7 @@ impl Sizes {
             burst_tablets: 30,
             burst_changes: 50,
             large_document: vec![30, 1000],
+            seed_only: false,
         }
     }
 }
@@ -584,7 +590,7 @@ pub fn run_backend(
     let agent = agent();
 
     // Incremental and wire costs on an empty server first.
-    {
+    if !sizes.seed_only {
         let server = ServerProcess::start(bin, backend)?;
         let token = admin_token(&agent, &server.addr)?;
         let mut seed = Tablet::login(&agent, &server.addr, ADMIN, ADMIN_PASSWORD)?;
@@ -653,6 +659,10 @@ pub fn run_backend(
     });
     report.seed_secs = secs;
     report.seed_cost = cost;
+    if sizes.seed_only {
+        log(&format!("{name}: seeded in {secs:.1} s"));
+        return Ok(report);
+    }
     log(&format!(
         "{name}: seeded in {secs:.1} s; measuring the in-process ceiling"
     ));
@@ -735,6 +745,30 @@ fn cells(reports: &[BackendReport], f: &dyn Fn(&BackendReport) -> String) -> Str
 }
 
 /// The table printed at the end.
+/// The seed's figures alone (`--seed`).
+pub fn seed_table(reports: &[BackendReport], sizes: &Sizes) -> String {
+    let detection = std::env::var("COOPSYNC_DUPLICATE_DETECTION").unwrap_or_else(|_| "true".into());
+    let mut out = format!(
+        "seed: {} coops, {} members, {} sessions x {}, {} tablets, duplicate detection {detection}\n",
+        sizes.cooperatives, sizes.members, sizes.sessions, sizes.participants, sizes.seed_tablets
+    );
+    out +=
+        "backend     changes   wall s   changes/s   server CPU s   CPU ms/change   peak RSS MB\n";
+    for r in reports {
+        out += &format!(
+            "{:<10}{:>9}{:>9.1}{:>12.0}{:>15.2}{:>16.3}{:>14.0}\n",
+            r.backend,
+            r.seed_changes,
+            r.seed_secs,
+            r.seed_changes as f64 / r.seed_secs,
+            r.seed_cost.cpu_secs,
+            1000.0 * r.seed_cost.cpu_secs / r.seed_changes as f64,
+            r.seed_cost.peak_rss_mb
+        );
+    }
+    out
+}
+
 pub fn table(reports: &[BackendReport], sizes: &Sizes) -> String {
     let mut out = String::new();
     let col = |f: &dyn Fn(&BackendReport) -> String| cells(reports, f);

@@ -187,6 +187,7 @@ diesel::table! {
         phone_key -> Nullable<Text>,
         skeleton_key -> Nullable<Text>,
         merged_into -> Nullable<Text>,
+        latin_key -> Nullable<Text>,
     }
 }
 

@@ -506,6 +506,56 @@ impl Score {
 mod tests {
     use super::*;
 
+    /// `sync::duplicates::block_members` reads of a member's cooperative only those who
+    /// share a name key or the phone with her: it relies on everything else scoring
+    /// below the threshold, whatever the other fields say.
+    #[test]
+    fn without_a_name_or_phone_nobody_is_proposed() {
+        let base = Person {
+            name_khmer: Some("សុខ ចាន់ថា".into()),
+            name_latin: Some("Sok Chanthea".into()),
+            sex: Some("female".into()),
+            year_of_birth: Some(1990),
+            phone: Some("012 345 678".into()),
+            village: Some("Prey Khmeng".into()),
+            cooperative_id: Some("c1".into()),
+        };
+        let other = Person {
+            name_khmer: Some("ហេង សុភា".into()),
+            name_latin: Some("Heng Sophea".into()),
+            phone: Some("097 765 4321".into()),
+            ..base.clone()
+        };
+        let (a, b) = (Prepared::of(&base), Prepared::of(&other));
+        assert_ne!(a.skeleton(), b.skeleton());
+        assert_ne!(a.latin(), b.latin());
+        assert_ne!(a.phone(), b.phone());
+        let s = score_prepared(&a, &b);
+        assert!(s.points < PROPOSE_AT, "{s:?}");
+        // The most a pair can score without those rules: every other rule's points.
+        let most: i32 = s.matched.iter().map(|m| m.points.max(0)).sum();
+        assert_eq!(most, 35, "{s:?}");
+        // Any one of the three keys brings the same pair to the threshold.
+        for shared in [
+            Person {
+                name_khmer: base.name_khmer.clone(),
+                ..other.clone()
+            },
+            Person {
+                name_latin: base.name_latin.clone(),
+                name_khmer: None,
+                ..other.clone()
+            },
+            Person {
+                phone: base.phone.clone(),
+                ..other.clone()
+            },
+        ] {
+            let s = score(&base, &shared);
+            assert!(s.points >= PROPOSE_AT, "{s:?}");
+        }
+    }
+
     #[test]
     fn a_walk_in_compares_as_the_member_she_is() {
         let member = Person {

@@ -1,8 +1,8 @@
 //! Possible duplicate members found as records arrive: whenever the projection writes a
 //! member whose compared fields (names, phone, sex, year of birth, village, cooperative)
 //! are new or changed, the member is scored (`domain::matching`) against the members of
-//! its province that share a block with it (its cooperative, its phone, its Khmer
-//! skeleton, its romanised key: four index look-ups), and the pairs that reach the
+//! its province that share a block with it (those of its cooperative sharing a name key
+//! or the phone, its phone, its Khmer skeleton: three index look-ups), and the pairs that reach the
 //! proposal threshold are kept in `duplicate_pairs` for review. A pair an admin decided
 //! ("not the same person", merged) is not proposed again unless one side's compared
 //! fields change (its fingerprint). `rescan` does the same for every member at once.
@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use crate::{
     db::{
         DbConnection, now,
-        schema::{documents, duplicate_pairs, members},
+        schema::{cooperatives, documents, duplicate_pairs, members},
     },
     domain::{
         matching::{self, Person, Prepared, Score},
@@ -205,13 +205,21 @@ fn upsert(
 /// member that no longer reach it are withdrawn (they were never decided). Runs in the
 /// caller's transaction, after the member's row and its `documents` row are written.
 pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
-    let row: Option<(Compared, Option<String>)> = members::table
-        .find(id)
-        .select((compared_columns!(), members::merged_into))
+    let row: Option<(Compared, Option<String>, Option<String>)> = members::table
+        .inner_join(documents::table)
+        .filter(members::id.eq(id))
+        .select((
+            compared_columns!(),
+            members::merged_into,
+            documents::province_code,
+        ))
         .first(conn)
         .optional()?;
     match row {
-        Some((row, merged_into)) => detect_row(conn, &row, merged_into.is_some()),
+        Some((row, merged_into, province)) => {
+            let me = Prepared::of(&person(&row));
+            detect_row(conn, &row, &me, province.as_deref(), merged_into.is_some())
+        }
         None => Ok(0),
     }
 }
@@ -233,21 +241,43 @@ pub(crate) fn block_members(
             }
         }
     };
-    // Each block is one statement of a fixed shape joined to its province (not boxed, no
-    // `IN` list): diesel caches its prepared statement, and on SQLite preparing the
-    // four statements afresh for every new member was most of detection's cost.
+    // Each block is one statement of a fixed shape (not boxed, no `IN` list): diesel
+    // caches its prepared statement, and on SQLite preparing the statements afresh for
+    // every new member was most of detection's cost. The province is the record's scope
+    // by its rule (`projection::scope_of`: the cooperative's province, else the member's
+    // own field), read from the small `cooperatives` table: joined to `documents`
+    // instead, every candidate was a seek into rows that carry the record's snapshot,
+    // which at national scale halved the seed's push throughput.
     macro_rules! block {
         ($key:expr) => {
             members::table
-                .inner_join(documents::table)
+                .left_join(
+                    cooperatives::table.on(members::cooperative_id.eq(cooperatives::id.nullable())),
+                )
                 .filter(members::merged_into.is_null())
-                .filter(documents::province_code.eq(province))
+                .filter(
+                    cooperatives::province_code
+                        .eq(province)
+                        .or(cooperatives::province_code
+                            .is_null()
+                            .and(members::province_code.eq(province))),
+                )
                 .filter($key)
                 .select(compared_columns!())
         };
     }
+    // The cooperative block is the members of the cooperative that share a name key or
+    // the phone: without either a pair scores at most 35 (cooperative, village, year of
+    // birth; `matching::tests::without_a_name_or_phone_nobody_is_proposed`), below the
+    // threshold, so the rest of a cooperative need not be read. A key the member lacks
+    // is the empty string, which no stored key is (they are NULL or not empty).
     if let Some(c) = me.cooperative() {
-        look(block!(members::cooperative_id.eq(c)).load(conn)?);
+        let key = |k: Option<&str>| k.unwrap_or_default().to_string();
+        let shares = members::skeleton_key
+            .eq(key(me.skeleton()))
+            .or(members::phone_key.eq(key(me.phone())))
+            .or(members::latin_key.eq(key(me.latin())));
+        look(block!(members::cooperative_id.eq(c).and(shares)).load(conn)?);
     }
     // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
     // nothing about a person (an enumerator's own number typed for everyone, a
@@ -271,38 +301,34 @@ pub(crate) fn block_members(
             .load(conn)?;
         look(capped(rows));
     }
-    // The romanised key is not stored: members always have a Khmer name, and two that
-    // match only in Latin letters share a cooperative or a phone to be proposed.
+    // No block of its own for the romanised key: members always have a Khmer name, and
+    // two that match only in Latin letters share a cooperative or a phone to be proposed.
     Ok(candidates)
 }
 
 /// [`detect`] for a member row the caller has just written (the projection: no need to
 /// read it back).
+/// `me` is `row` prepared, `province` the record's scope province.
 pub(crate) fn detect_row(
     conn: &mut DbConnection,
     row: &Compared,
+    me: &Prepared,
+    province: Option<&str>,
     merged: bool,
 ) -> Result<usize, ApiError> {
     let id = row.0.as_str();
-    let province: Option<String> = documents::table
-        .find(id)
-        .select(documents::province_code)
-        .first::<Option<String>>(conn)
-        .optional()?
-        .flatten();
-    let me = Prepared::of(&person(row));
     // A merged record is proposed with nobody: it is the survivor from now on.
-    let candidates = match &province {
-        Some(province) if !merged => block_members(conn, &me, Some(id), province)?,
+    let candidates = match province {
+        Some(province) if !merged => block_members(conn, me, Some(id), province)?,
         _ => HashMap::new(),
     };
-    let my_print = matching::fingerprint(&me);
+    let my_print = matching::fingerprint(me);
     let mut found = Vec::new();
     let prints: Vec<(String, String, Score)> = candidates
         .values()
         .filter_map(|other| {
             let them = Prepared::of(&person(other));
-            let score = matching::score_prepared(&me, &them);
+            let score = matching::score_prepared(me, &them);
             (score.points >= matching::PROPOSE_AT)
                 .then(|| (other.0.clone(), matching::fingerprint(&them), score))
         })
@@ -328,7 +354,7 @@ pub(crate) fn detect_row(
     let mut kept: HashSet<String> = HashSet::new();
     for f in &found {
         let pid = pair_id(f.a, f.b);
-        upsert(conn, province.as_deref(), f, existing.get(&pid))?;
+        upsert(conn, province, f, existing.get(&pid))?;
         kept.insert(pid);
     }
     let withdrawn: Vec<&String> = existing
@@ -341,8 +367,8 @@ pub(crate) fn detect_row(
             .execute(conn)?;
     }
     // The walk-ins this member may be learn of it (a walk-in registered later).
-    if let Some(province) = &province {
-        super::walk_ins::member_changed(conn, id, &me, province, merged)?;
+    if let Some(province) = province {
+        super::walk_ins::member_changed(conn, id, me, province, merged)?;
     }
     Ok(found.len())
 }
@@ -373,13 +399,21 @@ pub fn rescan(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RescanReport, ApiError> {
     let mut report = RescanReport::default();
-    // The compared fields, the stored phone and skeleton keys, the merge mark.
-    type Row = (Compared, Option<String>, Option<String>, Option<String>);
+    // The compared fields, the stored keys (phone, skeleton, romanised name), the merge
+    // mark.
+    type Row = (
+        Compared,
+        (Option<String>, Option<String>, Option<String>),
+        Option<String>,
+    );
     let rows: Vec<Row> = members::table
         .select((
             compared_columns!(),
-            members::phone_key,
-            members::skeleton_key,
+            (
+                members::phone_key,
+                members::skeleton_key,
+                members::latin_key,
+            ),
             members::merged_into,
         ))
         .load(conn)?;
@@ -391,19 +425,24 @@ pub fn rescan(
         .collect();
     report.members = rows.len();
     let mut by_province: HashMap<String, Vec<(Compared, Prepared)>> = HashMap::new();
-    for (row, phone_key, skeleton_key, merged_into) in rows {
+    for (row, (phone_key, skeleton_key, latin_key), merged_into) in rows {
         let prepared = Prepared::of(&person(&row));
-        let (p, k) = (prepared.phone(), prepared.skeleton());
-        if phone_key.as_deref() != p || skeleton_key.as_deref() != k {
+        let (p, k, l) = (prepared.phone(), prepared.skeleton(), prepared.latin());
+        let province = provinces.get(&row.0).cloned().flatten();
+        if phone_key.as_deref() != p || skeleton_key.as_deref() != k || latin_key.as_deref() != l {
             diesel::update(members::table.find(&row.0))
-                .set((members::phone_key.eq(p), members::skeleton_key.eq(k)))
+                .set((
+                    members::phone_key.eq(p),
+                    members::skeleton_key.eq(k),
+                    members::latin_key.eq(l),
+                ))
                 .execute(conn)?;
             report.keys_written += 1;
         }
         if merged_into.is_some() {
             continue;
         }
-        if let Some(Some(province)) = provinces.get(&row.0) {
+        if let Some(province) = province {
             by_province
                 .entry(province.clone())
                 .or_default()

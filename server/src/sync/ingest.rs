@@ -808,9 +808,15 @@ pub(crate) fn store_applied(
             Changed::Entries(entries) => {
                 projection::project_entries(conn, &doc_id, &doc, entries, by)?
             }
-            Changed::Everything => {
-                projection::project(conn, &doc_id, doc_type, &doc, dependents, by)?
-            }
+            Changed::Everything => projection::project(
+                conn,
+                &doc_id,
+                doc_type,
+                &doc,
+                doc_row.province_code.as_deref(),
+                dependents,
+                by,
+            )?,
         }
         conflicts::record(conn, &doc_id, &doc, &batch.origins, &changed)?;
         let placed = doc_type == DocType::Cooperative && doc_row.province_code.is_some();

@@ -147,11 +147,15 @@ fn ts(ms: Option<i64>) -> Option<NaiveDateTime> {
 /// the document is new (they may have pointed at a record the server did not know) or a
 /// cooperative changed province; an ordinary edit cannot change them, and skipping them
 /// keeps an edit's cost independent of how many sessions a member attended.
+///
+/// `province` is the record's scope as stored (`documents.province_code`, written just
+/// before): a member's duplicate candidates are looked up within it.
 pub fn project(
     conn: &mut DbConnection,
     doc_id: &str,
     doc_type: DocType,
     doc: &Automerge,
+    province: Option<&str>,
     dependents: bool,
     by: Option<&str>,
 ) -> Result<(), ApiError> {
@@ -241,11 +245,18 @@ pub fn project(
                     members::updated_at.eq(at),
                     members::phone_key.eq(keys.phone()),
                     members::skeleton_key.eq(keys.skeleton()),
+                    members::latin_key.eq(keys.latin()),
                     members::merged_into.eq(&merged_into),
                 ))
                 .execute(conn)?;
             if detect && before.as_ref() != Some(&after) {
-                super::duplicates::detect_row(conn, &after, merged_into.is_some())?;
+                super::duplicates::detect_row(
+                    conn,
+                    &after,
+                    &keys,
+                    province,
+                    merged_into.is_some(),
+                )?;
             }
             findings
         }
@@ -671,12 +682,12 @@ pub fn rebuild(
     conn: &mut DbConnection,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RebuildReport, ApiError> {
-    let docs: Vec<(String, String)> = documents::table
-        .select((documents::id, documents::doc_type))
+    let docs: Vec<(String, String, Option<String>)> = documents::table
+        .select((documents::id, documents::doc_type, documents::province_code))
         .load(conn)?;
-    let mut ordered: Vec<(DocType, String)> = docs
+    let mut ordered: Vec<(DocType, String, Option<String>)> = docs
         .into_iter()
-        .filter_map(|(id, t)| DocType::parse(&t).map(|t| (t, id)))
+        .filter_map(|(id, t, p)| DocType::parse(&t).map(|t| (t, id, p)))
         .collect();
     // Cooperatives first, so cross-record flags see their targets.
     ordered.sort();
@@ -692,7 +703,7 @@ pub fn rebuild(
 
 fn rebuild_all(
     conn: &mut DbConnection,
-    ordered: &[(DocType, String)],
+    ordered: &[(DocType, String, Option<String>)],
     report: &mut RebuildReport,
     progress: &mut impl FnMut(usize, usize),
 ) -> Result<(), ApiError> {
@@ -708,7 +719,7 @@ fn rebuild_all(
             conflicts::table.filter(conflicts::status.ne(ConflictStatus::Resolved.as_str())),
         )
         .execute(conn)?;
-        for (i, (doc_type, id)) in ordered.iter().enumerate() {
+        for (i, (doc_type, id, province)) in ordered.iter().enumerate() {
             let rows = super::store::document_changes(conn, id)?;
             let doc = match from_log(&rows) {
                 Ok(doc) => doc,
@@ -728,7 +739,7 @@ fn rebuild_all(
                     }
                 }
             };
-            project(conn, id, *doc_type, &doc, true, None)?;
+            project(conn, id, *doc_type, &doc, province.as_deref(), true, None)?;
             super::conflicts::record(
                 conn,
                 id,

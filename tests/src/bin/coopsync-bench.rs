@@ -8,6 +8,9 @@
 //! target/release/coopsync-bench --large-document   # only the one-large-session phase
 //! target/release/coopsync-bench --workload         # only the reference workload grid
 //! target/release/coopsync-bench --admin            # only import and reports (issue 15)
+//! target/release/coopsync-bench --seed             # only the national seed (issue 14:
+//!                                                  # run again with
+//!                                                  # COOPSYNC_DUPLICATE_DETECTION=false)
 //! ```
 
 use coopsync_tests::{Backend, bench};
@@ -18,16 +21,18 @@ fn main() -> std::process::ExitCode {
     let large_only = args.iter().any(|a| a == "--large-document");
     let workload_only = args.iter().any(|a| a == "--workload");
     let admin_only = args.iter().any(|a| a == "--admin");
+    let seed_only = args.iter().any(|a| a == "--seed");
     let only = args
         .iter()
         .position(|a| a == "--backend")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let sizes = if quick {
+    let mut sizes = if quick {
         bench::Sizes::quick()
     } else {
         bench::Sizes::national()
     };
+    sizes.seed_only = seed_only;
     let bin = bench::server_binary();
     if !bin.exists() {
         eprintln!(
@@ -45,7 +50,7 @@ fn main() -> std::process::ExitCode {
         } else {
             "postgres"
         };
-        if only.as_deref().is_some_and(|o| o != name) || large_only || workload_only {
+        if only.as_deref().is_some_and(|o| o != name) || large_only || workload_only || seed_only {
             continue;
         }
         eprintln!("bench: {name}: import and reports");
@@ -78,7 +83,7 @@ fn main() -> std::process::ExitCode {
         } else {
             "postgres"
         };
-        if only.as_deref().is_some_and(|o| o != name) || large_only || admin_only {
+        if only.as_deref().is_some_and(|o| o != name) || large_only || admin_only || seed_only {
             continue;
         }
         'cells: for &(t, d) in &grid {
@@ -133,6 +138,8 @@ fn main() -> std::process::ExitCode {
     }
     if large_only {
         println!("{}", bench::large_document_table(&reports, &sizes));
+    } else if seed_only {
+        println!("{}", bench::seed_table(&reports, &sizes));
     } else {
         println!("{}", bench::table(&reports, &sizes));
         println!("{}", coopsync_tests::workload::table(&rows));
