@@ -506,12 +506,9 @@ impl Score {
 mod tests {
     use super::*;
 
-    /// `sync::duplicates::block_members` reads of a member's cooperative only those who
-    /// share a name key or the phone with her: it relies on everything else scoring
-    /// below the threshold, whatever the other fields say.
-    #[test]
-    fn without_a_name_or_phone_nobody_is_proposed() {
-        let base = Person {
+    /// A member of cooperative `c1` with every compared field filled in.
+    fn sok_chanthea() -> Person {
+        Person {
             name_khmer: Some("សុខ ចាន់ថា".into()),
             name_latin: Some("Sok Chanthea".into()),
             sex: Some("female".into()),
@@ -519,7 +516,15 @@ mod tests {
             phone: Some("012 345 678".into()),
             village: Some("Prey Khmeng".into()),
             cooperative_id: Some("c1".into()),
-        };
+        }
+    }
+
+    /// `sync::duplicates::block_members` reads of a member's cooperative only those who
+    /// share a name key or the phone with her: it relies on everything else scoring
+    /// below the threshold, whatever the other fields say.
+    #[test]
+    fn without_a_name_or_phone_nobody_is_proposed() {
+        let base = sok_chanthea();
         let other = Person {
             name_khmer: Some("ហេង សុភា".into()),
             name_latin: Some("Heng Sophea".into()),
@@ -558,15 +563,7 @@ mod tests {
 
     #[test]
     fn a_walk_in_compares_as_the_member_she_is() {
-        let member = Person {
-            name_khmer: Some("សុខ ចាន់ថា".into()),
-            name_latin: Some("Sok Chanthea".into()),
-            sex: Some("female".into()),
-            year_of_birth: Some(1990),
-            phone: Some("012 345 678".into()),
-            village: Some("Prey Khmeng".into()),
-            cooperative_id: Some("c1".into()),
-        };
+        let member = sok_chanthea();
         // Typed with a zero-width space, the phone in international form, aged 36 at a
         // session in 2026.
         let w = Person::walk_in(
