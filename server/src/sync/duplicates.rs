@@ -272,11 +272,10 @@ pub(crate) fn block_members(
     // threshold, so the rest of a cooperative need not be read. A key the member lacks
     // is the empty string, which no stored key is (they are NULL or not empty).
     if let Some(c) = me.cooperative() {
-        let key = |k: Option<&str>| k.unwrap_or_default().to_string();
         let shares = members::skeleton_key
-            .eq(key(me.skeleton()))
-            .or(members::phone_key.eq(key(me.phone())))
-            .or(members::latin_key.eq(key(me.latin())));
+            .eq(me.skeleton().unwrap_or_default())
+            .or(members::phone_key.eq(me.phone().unwrap_or_default()))
+            .or(members::latin_key.eq(me.latin().unwrap_or_default()));
         look(block!(members::cooperative_id.eq(c).and(shares)).load(conn)?);
     }
     // A phone or a skeleton shared by more than `matching::MAX_BLOCK` members says
@@ -444,7 +443,7 @@ pub fn rescan(
         }
         if let Some(province) = province {
             by_province
-                .entry(province.clone())
+                .entry(province)
                 .or_default()
                 .push((row, prepared));
         }
