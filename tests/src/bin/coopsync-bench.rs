@@ -7,6 +7,9 @@
 //! target/release/coopsync-bench --quick    # under a minute (CI)
 //! target/release/coopsync-bench --large-document   # only the one-large-session phase
 //! target/release/coopsync-bench --workload         # only the reference workload grid
+//! target/release/coopsync-bench --cell 200x20      # one workload cell, plain bodies and
+//!                                                  # default JS types (add --gzip,
+//!                                                  # --canonical for the others)
 //! target/release/coopsync-bench --admin            # only import and reports (issue 15)
 //! target/release/coopsync-bench --seed             # only the national seed (issue 14:
 //!                                                  # run again with
@@ -22,6 +25,14 @@ fn main() -> std::process::ExitCode {
     let workload_only = args.iter().any(|a| a == "--workload");
     let admin_only = args.iter().any(|a| a == "--admin");
     let seed_only = args.iter().any(|a| a == "--seed");
+    // One cell of the reference workload, for profiling: `--cell 200x20`.
+    let cell: Option<(usize, usize)> = args
+        .iter()
+        .position(|a| a == "--cell")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.split_once('x'))
+        .and_then(|(t, d)| Some((t.parse().ok()?, d.parse().ok()?)));
+    let workload_only = workload_only || cell.is_some();
     let only = args
         .iter()
         .position(|a| a == "--backend")
@@ -71,7 +82,9 @@ fn main() -> std::process::ExitCode {
     }
     // The reference server's workload (issue 17): a grid of T tablets x D documents, gzip
     // and plain bodies, default JS types and canonical ones. CI runs the quick grid.
-    let grid: Vec<(usize, usize)> = if quick {
+    let grid: Vec<(usize, usize)> = if let Some(cell) = cell {
+        vec![cell]
+    } else if quick {
         vec![(10, 4)]
     } else {
         vec![(10, 5), (50, 5), (50, 20), (200, 5), (200, 20)]
@@ -87,8 +100,17 @@ fn main() -> std::process::ExitCode {
             continue;
         }
         'cells: for &(t, d) in &grid {
-            for gzip in [true, false] {
-                for canonical in [false, true] {
+            let flag = |f: &str| args.iter().any(|a| a == f);
+            let bodies: &[bool] = match cell {
+                Some(_) => &[flag("--gzip")],
+                None => &[true, false],
+            };
+            let types: &[bool] = match cell {
+                Some(_) => &[flag("--canonical")],
+                None => &[false, true],
+            };
+            for &gzip in bodies {
+                for &canonical in types {
                     eprintln!(
                         "bench: {name}: workload {t} x {d}, gzip {gzip}, canonical {canonical}"
                     );
