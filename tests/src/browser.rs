@@ -138,6 +138,13 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver command; an error answer is returned, not a panic (a page that
+    /// navigates between finding an element and reading it makes the element stale).
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let result = match method {
             "GET" => self.agent.get(&url).call(),
@@ -156,9 +163,11 @@ impl Browser {
             .limit(64 * 1024 * 1024)
             .read_to_string()
             .unwrap_or_default();
+        if status >= 400 {
+            return Err(format!("{status} {text}"));
+        }
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert!(status < 400, "webdriver {method} {path}: {status} {text}");
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     fn s(&self, path: &str) -> String {
@@ -297,12 +306,23 @@ impl Browser {
             .to_string()
     }
 
-    /// The visible text of the first element matching `css`.
+    /// The visible text of the first element matching `css` ("" when there is none).
+    /// An element that goes stale between finding and reading it (the page changed under
+    /// the read) is looked up again, a few times, before the error stands.
     pub fn text_of(&self, css: &str) -> String {
-        match self.all(css).into_iter().next() {
-            Some(e) => self.text(&e),
-            None => String::new(),
+        let mut last = String::new();
+        for _ in 0..5 {
+            let Some(e) = self.all(css).into_iter().next() else {
+                return String::new();
+            };
+            match self.try_call("GET", &self.s(&format!("/element/{}/text", e.0)), None) {
+                Ok(v) => return v.as_str().unwrap_or("").to_string(),
+                Err(err) if err.contains("stale element reference") => last = err,
+                Err(err) => panic!("webdriver text of `{css}`: {err}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        panic!("webdriver text of `{css}` stayed stale: {last}")
     }
 
     /// Fills the field `name` inside `scope` (a CSS selector) and submits with the button
