@@ -341,11 +341,24 @@ fn locked() -> diesel::result::Error {
 
 /// The scope rule (`domain::scope::Scope`) as a condition on `documents`, for a scope
 /// that is not `all`: the one SQL form of the rule.
+///
+/// An empty list is bound as `IN (NULL)`, which matches no row, not left empty: diesel
+/// writes an empty `IN` as `1=0`, and SQLite then reads `1=0 OR cooperative_id IN (…)`
+/// as no index condition at all — the pull of an enumerator assigned cooperatives only
+/// walked the whole change log since its cursor by `seq`, every document of the
+/// country, instead of its cooperatives' documents (`tests::scope_sql_uses_the_indexes`).
 macro_rules! scope_condition {
     ($scope:expr) => {{
         let scope: &$crate::domain::scope::Scope = $scope;
-        let provinces: Vec<String> = scope.provinces.iter().cloned().collect();
-        let coops: Vec<String> = scope.cooperatives.iter().cloned().collect();
+        let list = |set: &std::collections::BTreeSet<String>| -> Vec<Option<String>> {
+            if set.is_empty() {
+                vec![None]
+            } else {
+                set.iter().cloned().map(Some).collect()
+            }
+        };
+        let provinces = list(&scope.provinces);
+        let coops = list(&scope.cooperatives);
         $crate::db::schema::documents::province_code
             .eq_any(provinces)
             .or($crate::db::schema::documents::cooperative_id.eq_any(coops))
