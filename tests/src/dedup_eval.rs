@@ -489,9 +489,20 @@ pub fn evaluate(set: &Set) -> Evaluation {
             scored.push((a, b, s.points, s.explain()));
         }
     }
-    let point = |t: u32| {
-        let proposed: Vec<&(usize, usize, u32, String)> =
+    // What the server proposes at threshold `t`: the pairs reaching it, each person with
+    // at most `matching::MAX_PROPOSED` others (the rescan's rule).
+    let proposed_at = |t: u32| -> Vec<&(usize, usize, u32, String)> {
+        let reaching: Vec<&(usize, usize, u32, String)> =
             scored.iter().filter(|p| p.2 >= t).collect();
+        let points: Vec<(usize, usize, u32)> = reaching.iter().map(|p| (p.0, p.1, p.2)).collect();
+        reaching
+            .into_iter()
+            .zip(matching::within_cap(&points))
+            .filter_map(|(p, k)| k.then_some(p))
+            .collect()
+    };
+    let point = |t: u32| {
+        let proposed = proposed_at(t);
         let tp = proposed
             .iter()
             .filter(|p| truth.contains(&(p.0, p.1)))
@@ -514,9 +525,8 @@ pub fn evaluate(set: &Set) -> Evaluation {
     };
     let curve: Vec<Point> = (30..=100).step_by(5).map(point).collect();
     let at_default = point(matching::PROPOSE_AT);
-    let found: HashSet<(usize, usize)> = scored
-        .iter()
-        .filter(|p| p.2 >= matching::PROPOSE_AT)
+    let found: HashSet<(usize, usize)> = proposed_at(matching::PROPOSE_AT)
+        .into_iter()
         .map(|p| (p.0, p.1))
         .collect();
     let show = |i: usize| {

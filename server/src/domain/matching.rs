@@ -304,6 +304,33 @@ pub const MAX_BLOCK: usize = 200;
 /// Pairs scoring at least this are proposed for review.
 pub const PROPOSE_AT: u32 = 60;
 
+/// A person is proposed with at most this many others, the best scored (ties: the other's
+/// id, lowest first). One person registered twice, even three times, has one or two
+/// candidates that stand out; twenty or more at the threshold is a crowd of namesakes
+/// (one common name, one year, one village, no phone) that no admin can review pair by
+/// pair, and writing every such pair made detection the larger part of a push.
+pub const MAX_PROPOSED: usize = 20;
+
+/// Which of `pairs` (`(i, j, points)` with people by index, in id order) stay proposed
+/// under [`MAX_PROPOSED`]: a pair stays when it is among the best of at least one of its
+/// two people, as detection keeps it when the later of the two is registered.
+pub fn within_cap(pairs: &[(usize, usize, u32)]) -> Vec<bool> {
+    use std::collections::HashMap;
+    let mut by_person: HashMap<usize, Vec<(u32, usize, usize)>> = HashMap::new();
+    for (n, &(i, j, points)) in pairs.iter().enumerate() {
+        by_person.entry(i).or_default().push((points, j, n));
+        by_person.entry(j).or_default().push((points, i, n));
+    }
+    let mut keep = vec![false; pairs.len()];
+    for list in by_person.values_mut() {
+        list.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, _, n) in list.iter().take(MAX_PROPOSED) {
+            keep[n] = true;
+        }
+    }
+    keep
+}
+
 /// A person with its keys computed once (comparing one against many).
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
@@ -559,6 +586,57 @@ mod tests {
             let s = score(&base, &shared);
             assert!(s.points >= PROPOSE_AT, "{s:?}");
         }
+    }
+
+    /// `sync::walk_ins::member_changed` reads the walk-ins sharing the member's phone or
+    /// Khmer skeleton only, not those of her cooperative: a walk-in has no village, so
+    /// her romanised name, cooperative and year of birth alone stay below the threshold.
+    #[test]
+    fn a_crowd_of_namesakes_is_proposed_with_the_best_few() {
+        // Person 0 matches 30 others at 65, and person 1 at 100; the others match only her.
+        let mut pairs = vec![(0, 1, 100)];
+        pairs.extend((2..32).map(|j| (0, j, 65)));
+        let keep = within_cap(&pairs);
+        // Every pair is among the best of its other side (each has only this one).
+        assert!(keep.iter().all(|k| *k));
+        // Among themselves the 30 are a crowd too: each keeps its 20 best.
+        let crowd: Vec<(usize, usize, u32)> = (0..30)
+            .flat_map(|i| (i + 1..30).map(move |j| (i, j, 65)))
+            .collect();
+        let keep = within_cap(&crowd);
+        for person in 0..30 {
+            let kept = crowd
+                .iter()
+                .zip(&keep)
+                .filter(|((i, j, _), k)| **k && (*i == person || *j == person))
+                .count();
+            assert!(kept >= MAX_PROPOSED.min(29), "{person}: {kept}");
+        }
+        assert!(keep.iter().filter(|k| **k).count() < crowd.len());
+        // The best pair of a crowd member survives whatever its rank elsewhere.
+        let mut with_best = crowd.clone();
+        with_best.push((29, 30, 90));
+        let keep = within_cap(&with_best);
+        assert!(keep[with_best.len() - 1]);
+    }
+
+    #[test]
+    fn a_walk_in_needs_a_phone_or_a_khmer_name_key() {
+        let member = sok_chanthea();
+        let w = Person::walk_in(
+            Some("Sok Chanthea"),
+            Some("female"),
+            Some(36),
+            None,
+            Some("c1"),
+            Some(2026),
+        );
+        let (a, b) = (Prepared::of(&member), Prepared::of(&w));
+        assert_eq!(a.latin(), b.latin());
+        assert_eq!((b.skeleton(), b.phone()), (None, None));
+        let s = score_prepared(&a, &b);
+        assert_eq!(s.points, 50, "{s:?}");
+        assert!(s.points < PROPOSE_AT);
     }
 
     #[test]

@@ -323,14 +323,20 @@ pub(crate) fn detect_row(
     };
     let my_print = matching::fingerprint(me);
     let mut found = Vec::new();
-    let prints: Vec<(String, String, Score)> = candidates
+    let mut scored: Vec<(&String, Prepared, Score)> = candidates
         .values()
         .filter_map(|other| {
             let them = Prepared::of(&person(other));
             let score = matching::score_prepared(me, &them);
-            (score.points >= matching::PROPOSE_AT)
-                .then(|| (other.0.clone(), matching::fingerprint(&them), score))
+            (score.points >= matching::PROPOSE_AT).then_some((&other.0, them, score))
         })
+        .collect();
+    // The best `MAX_PROPOSED` (`matching::within_cap` is the same rule for a rescan).
+    scored.sort_by(|a, b| b.2.points.cmp(&a.2.points).then_with(|| a.0.cmp(b.0)));
+    scored.truncate(matching::MAX_PROPOSED);
+    let prints: Vec<(String, String, Score)> = scored
+        .into_iter()
+        .map(|(other, them, score)| (other.clone(), matching::fingerprint(&them), score))
         .collect();
     for (other, their_print, score) in &prints {
         let (a, b, a_print, b_print) = if id < other.as_str() {
@@ -448,6 +454,9 @@ pub fn rescan(
                 .push((row, prepared));
         }
     }
+    for people in by_province.values_mut() {
+        people.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+    }
     report.provinces = by_province.len();
     let total = by_province.len();
     let mut provinces_done = 0;
@@ -458,6 +467,14 @@ pub fn rescan(
         let prepared: Vec<Prepared> = people.iter().map(|(_, p)| p.clone()).collect();
         let (pairs, compared) = matching::pairs(&prepared, matching::PROPOSE_AT);
         report.compared += compared;
+        // People are in id order (sorted below), as `within_cap` breaks ties.
+        let points: Vec<(usize, usize, u32)> =
+            pairs.iter().map(|(i, j, s)| (*i, *j, s.points)).collect();
+        let keep = matching::within_cap(&points);
+        let pairs = pairs
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(p, k)| k.then_some(p));
         let existing: HashMap<String, PairState> =
             pair_states!(conn, duplicate_pairs::province_code.eq(&province)).collect();
         let mut kept = HashSet::new();

@@ -126,21 +126,40 @@ fn best(c: &[StoredCandidate]) -> i64 {
     c.first().map_or(0, |c| i64::from(c.score))
 }
 
+/// Walk-ins' candidates by the walk-in's fingerprint and province: entries that agree in
+/// every compared field (a session's namesakes of one sex with no age or phone) have the
+/// same candidates, so their blocks are read and scored once. Lives for one `project`
+/// call or one rescan, in which no member changes.
+type Scored = HashMap<(String, Option<String>), std::rc::Rc<Vec<StoredCandidate>>>;
+
 /// Writes one walk-in, found now or found again with changed fields (rescored; a
 /// decided one whose entry is a walk-in again, its link cleared, is open again).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one walk-in and the session's memo"
+)]
 fn upsert(
     conn: &mut DbConnection,
     session_id: &str,
     participant_id: &str,
     keys: &SessionKeys,
     me: &Prepared,
+    print: String,
     existing: bool,
+    scored: &mut Scored,
 ) -> Result<i64, ApiError> {
-    let candidates = candidates_for(conn, me, keys.province.as_deref())?;
+    let memo = (print.clone(), keys.province.clone());
+    let candidates = match scored.get(&memo) {
+        Some(c) => c.clone(),
+        None => {
+            let c = std::rc::Rc::new(candidates_for(conn, me, keys.province.as_deref())?);
+            scored.insert(memo, c.clone());
+            c
+        }
+    };
     let id = walk_in_id(session_id, participant_id);
     let at = now();
-    let json = serde_json::to_string(&candidates).map_err(ApiError::internal)?;
-    let print = matching::fingerprint(me);
+    let json = serde_json::to_string(&*candidates).map_err(ApiError::internal)?;
     if existing {
         diesel::update(walk_ins::table.find(&id))
             .set((
@@ -216,20 +235,22 @@ pub(crate) fn project(
         .collect();
     let mut withdrawn: Vec<String> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
+    let mut scored = Scored::new();
     for (pid, entry) in entries {
         seen.insert(pid);
         let me = entry.and_then(|e| walk_in_person(e, keys));
         let known = stored.get(*pid);
         match (me, known) {
             (Some(me), None) => {
-                upsert(conn, session_id, pid, keys, &me, false)?;
+                let print = matching::fingerprint(&me);
+                upsert(conn, session_id, pid, keys, &me, print, false, &mut scored)?;
             }
             (Some(me), Some((_, status, print, province, coop))) => {
-                let unchanged = *print == matching::fingerprint(&me)
-                    && *province == keys.province
-                    && *coop == keys.cooperative;
+                let mine = matching::fingerprint(&me);
+                let unchanged =
+                    *print == mine && *province == keys.province && *coop == keys.cooperative;
                 if !unchanged || status != WalkInStatus::Open.as_str() {
-                    upsert(conn, session_id, pid, keys, &me, true)?;
+                    upsert(conn, session_id, pid, keys, &me, mine, true, &mut scored)?;
                 }
             }
             (None, Some((_, status, ..))) if status == WalkInStatus::Open.as_str() => {
@@ -260,13 +281,15 @@ pub(crate) fn member_changed(
     province: &str,
     merged: bool,
 ) -> Result<(), ApiError> {
-    // One statement: an index look-up per key, usually finding nothing. A key the
-    // member lacks is the empty string, which no stored key is (they are NULL or not
-    // empty).
-    let keyed = walk_ins::cooperative_id
-        .eq(member.cooperative().unwrap_or_default().to_string())
-        .or(walk_ins::phone_key.eq(member.phone().unwrap_or_default().to_string()))
-        .or(walk_ins::skeleton_key.eq(member.skeleton().unwrap_or_default().to_string()));
+    // A walk-in shares a block with the member by its phone or its Khmer skeleton. Not by
+    // the cooperative alone: a walk-in has no village, so without a shared name key or
+    // phone it scores at most 50 against a member of its cooperative (romanised name 25,
+    // cooperative 10, year of birth 15), below the threshold
+    // (`matching::tests::a_walk_in_needs_a_phone_or_a_khmer_name_key`). One statement per
+    // key, each a look-up by its own index: with the keys in one `OR` next to the status
+    // and province, SQLite read every open walk-in of the province by `walk_ins_list`.
+    // A block of more than `matching::MAX_BLOCK` open walk-ins is skipped, as
+    // `duplicates::block_members` skips one of members.
     type Row = (
         String,
         String,
@@ -277,28 +300,50 @@ pub(crate) fn member_changed(
         Option<String>,
         Option<String>,
     );
-    let rows: Vec<Row> = walk_ins::table
-        .inner_join(
-            attendance::table.on(attendance::session_id
-                .eq(walk_ins::session_id)
-                .and(attendance::participant_id.eq(walk_ins::participant_id))),
-        )
-        .inner_join(training_sessions::table.on(training_sessions::id.eq(walk_ins::session_id)))
-        .filter(walk_ins::status.eq(WalkInStatus::Open.as_str()))
-        .filter(walk_ins::province_code.eq(province))
-        .filter(keyed)
-        .select((
-            walk_ins::id,
-            walk_ins::candidates,
-            attendance::name,
-            attendance::sex,
-            attendance::age,
-            attendance::phone,
-            walk_ins::cooperative_id,
-            training_sessions::scheduled_date,
-        ))
-        .limit(matching::MAX_BLOCK as i64)
-        .load(conn)?;
+    macro_rules! block {
+        ($key:expr) => {
+            walk_ins::table
+                .inner_join(
+                    attendance::table.on(attendance::session_id
+                        .eq(walk_ins::session_id)
+                        .and(attendance::participant_id.eq(walk_ins::participant_id))),
+                )
+                .inner_join(
+                    training_sessions::table.on(training_sessions::id.eq(walk_ins::session_id)),
+                )
+                .filter($key)
+                .filter(walk_ins::status.eq(WalkInStatus::Open.as_str()))
+                .filter(walk_ins::province_code.eq(province))
+                .select((
+                    walk_ins::id,
+                    walk_ins::candidates,
+                    attendance::name,
+                    attendance::sex,
+                    attendance::age,
+                    attendance::phone,
+                    walk_ins::cooperative_id,
+                    training_sessions::scheduled_date,
+                ))
+                .limit(matching::MAX_BLOCK as i64 + 1)
+        };
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut take = |block: Vec<Row>| {
+        if block.len() <= matching::MAX_BLOCK {
+            for r in block {
+                if ids.insert(r.0.clone()) {
+                    rows.push(r);
+                }
+            }
+        }
+    };
+    if let Some(p) = member.phone() {
+        take(block!(walk_ins::phone_key.eq(p)).load(conn)?);
+    }
+    if let Some(k) = member.skeleton() {
+        take(block!(walk_ins::skeleton_key.eq(k)).load(conn)?);
+    }
     for (id, json, name, sex, age, phone, coop, date) in rows {
         let keys = SessionKeys::new(None, coop, date.as_deref());
         let me = Prepared::of(&Person::walk_in(
@@ -381,6 +426,7 @@ pub fn rescan(conn: &mut DbConnection) -> Result<WalkInRescan, ApiError> {
         .collect();
     let mut report = WalkInRescan::default();
     let mut seen = HashSet::new();
+    let mut scored = Scored::new();
     for (session, pid, name, sex, age, phone, province, coop, date) in rows {
         let keys = SessionKeys::new(province.as_deref(), coop, date.as_deref());
         let entry = AttendanceEntry {
@@ -394,7 +440,18 @@ pub fn rescan(conn: &mut DbConnection) -> Result<WalkInRescan, ApiError> {
             continue;
         };
         let id = walk_in_id(&session, &pid);
-        let score = upsert(conn, &session, &pid, &keys, &me, known.contains_key(&id))?;
+        let print = matching::fingerprint(&me);
+        let existing = known.contains_key(&id);
+        let score = upsert(
+            conn,
+            &session,
+            &pid,
+            &keys,
+            &me,
+            print,
+            existing,
+            &mut scored,
+        )?;
         report.walk_ins += 1;
         if score > 0 {
             report.with_candidates += 1;
