@@ -38,6 +38,10 @@ pub struct RecordQuery {
     /// Sessions scheduled on or after / before this date (`YYYY-MM-DD`).
     pub from: Option<String>,
     pub to: Option<String>,
+    /// Members merged into another record (`merged_into` set) are left out of the list
+    /// unless this is `true`: the survivor stands for them, as in reports and exports.
+    /// Listed, they carry `merged_into`.
+    pub include_merged: Option<bool>,
     pub cursor: Option<String>,
     pub limit: Option<usize>,
 }
@@ -96,6 +100,7 @@ type Row0 = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -203,6 +208,9 @@ pub fn list(
             if let Some(c) = &q.cooperative {
                 query = query.filter(members::cooperative_id.eq(c.to_ascii_lowercase()));
             }
+            if q.include_merged != Some(true) {
+                query = query.filter(members::merged_into.is_null());
+            }
             let rows: Vec<Row0> = query
                 .select((
                     members::id,
@@ -213,23 +221,28 @@ pub fn list(
                     members::village,
                     members::cooperative_id,
                     members::province_code,
+                    members::merged_into,
                     members::updated_at,
                 ))
                 .load(conn)?;
             rows.into_iter()
-                .map(
-                    |(id, km, lat, sex, yob, village, coop, prov, at)| RecordSummary {
+                .map(|(id, km, lat, sex, yob, village, coop, prov, merged, at)| {
+                    let mut fields = json!({"full_name_khmer": km, "name_latin": lat,
+                        "sex": sex, "year_of_birth": yob, "village": village,
+                        "cooperative_id": coop, "province_code": prov})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                    if let Some(m) = merged {
+                        fields.insert("merged_into".into(), Json::String(m));
+                    }
+                    RecordSummary {
                         id,
                         doc_type: "member".into(),
-                        fields: json!({"full_name_khmer": km, "name_latin": lat, "sex": sex,
-                        "year_of_birth": yob, "village": village, "cooperative_id": coop,
-                        "province_code": prov})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
+                        fields,
                         updated_at: utc(at),
-                    },
-                )
+                    }
+                })
                 .collect()
         }
         "cooperative" => {

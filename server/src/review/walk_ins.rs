@@ -243,11 +243,36 @@ fn shown(
     }
     let member_ids: Vec<&String> = stored.iter().flatten().map(|c| &c.member_id).collect();
     let members = sides(conn, &member_ids)?;
+    // The page's entries in one statement (by session, then the participants asked for),
+    // not one look-up per row.
+    let participant_ids: Vec<&String> = rows.iter().map(|r| &r.2).collect();
+    let entries: std::collections::HashMap<(String, String), EntryRow> = attendance::table
+        .filter(attendance::session_id.eq_any(&session_ids))
+        .filter(attendance::participant_id.eq_any(&participant_ids))
+        .select((
+            attendance::session_id,
+            attendance::participant_id,
+            (
+                attendance::name,
+                attendance::sex,
+                attendance::age,
+                attendance::phone,
+                attendance::status,
+                attendance::hours,
+                attendance::member_id,
+            ),
+        ))
+        .load::<(String, String, EntryRow)>(conn)?
+        .into_iter()
+        .map(|(s, p, e)| ((s, p), e))
+        .collect();
     let actor = principal.actor();
     let mut out = Vec::with_capacity(rows.len());
     for (r, stored) in rows.into_iter().zip(stored) {
-        let entry = entry_row(conn, &r.1, &r.2)?;
-        let entry = entry.unwrap_or_default();
+        let entry = entries
+            .get(&(r.1.clone(), r.2.clone()))
+            .cloned()
+            .unwrap_or_default();
         let s = sessions.get(&r.1).cloned().unwrap_or_default();
         let candidates = stored
             .into_iter()

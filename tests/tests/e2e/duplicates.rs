@@ -387,6 +387,27 @@ fn a_merge_reaches_the_tablets_counts_her_once_and_undoes_exactly(app: &TestApp)
         r.body
     );
 
+    // The search lists her once (the survivor); asked to, it lists the merged record too,
+    // marked.
+    let search = |extra: &str| {
+        let r = app.get(
+            &format!("/api/v1/records?type=member&q=Sok{extra}"),
+            Some(&p07),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["records"].as_array().unwrap().clone()
+    };
+    let listed = search("");
+    let ids: Vec<&str> = listed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&first.as_str()), "{listed:#?}");
+    assert!(!ids.contains(&again.as_str()), "{listed:#?}");
+    let listed = search("&include_merged=true");
+    let merged = listed
+        .iter()
+        .find(|r| r["id"] == json!(again))
+        .expect("listed when asked");
+    assert_eq!(merged["fields"]["merged_into"], json!(first));
+
     // After the merge tablet a corrects the survivor's phone: the undo must not lose it.
     a.set(&first, "phone", "011 222 333");
     a.sync();

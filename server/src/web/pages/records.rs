@@ -35,6 +35,8 @@ pub struct SearchQuery {
     doc_type: Option<String>,
     q: Option<String>,
     province: Option<String>,
+    /// `on` (the checkbox): list members merged into another record too.
+    include_merged: Option<String>,
     cursor: Option<String>,
 }
 
@@ -70,6 +72,7 @@ async fn search(
         doc_type: Some(doc_type.clone()),
         q: nonempty(&q.q),
         province: nonempty(&q.province),
+        include_merged: Some(q.include_merged.is_some()),
         cursor: nonempty(&q.cursor),
         limit: Some(50),
         ..Default::default()
@@ -87,6 +90,7 @@ async fn search(
             ("type", Some(&doc_type)),
             ("q", q.q.as_deref()),
             ("province", q.province.as_deref()),
+            ("include_merged", q.include_merged.as_deref()),
         ],
     );
     let body = html! {
@@ -99,6 +103,8 @@ async fn search(
                 ("training_session", doc_type_name(lang, "training_session")),
             ], Some(&doc_type)))
             (super::province_select(lang, &provs, q.province.as_deref()))
+            label.check { input type="checkbox" name="include_merged" checked[q.include_merged.is_some()];
+                span { (lang.t("Include merged members", "រួមទាំងសមាជិកដែលបានបញ្ចូលគ្នា")) } }
             button type="submit" { (lang.t("Search", "ស្វែងរក")) }
         }
         @if list.records.is_empty() { (layout::empty(lang)) } @else {
@@ -109,7 +115,16 @@ async fn search(
                 } }
                 tbody { @for r in &list.records { tr {
                     @for (i, c) in cols.iter().enumerate() {
-                        td { @if i == 0 { a href={ "/records/" (r.id) } { (cell(&r.fields, c)) } } @else { (cell(&r.fields, c)) } }
+                        td { @if i == 0 {
+                            // A merged member's own page (its reads otherwise answer with
+                            // the survivor), marked so it is not taken for a second person.
+                            @if r.fields.contains_key("merged_into") {
+                                a href={ "/records/" (r.id) "?follow=false" } { (cell(&r.fields, c)) }
+                                " " span.tag { (lang.t("merged", "បានបញ្ចូលគ្នា")) }
+                            } @else {
+                                a href={ "/records/" (r.id) } { (cell(&r.fields, c)) }
+                            }
+                        } @else { (cell(&r.fields, c)) } }
                     }
                     td { (lang.date(r.updated_at.date_naive())) }
                 } } }
