@@ -18,8 +18,41 @@
 
 use coopsync_tests::{Backend, bench};
 
+const USAGE: &str = "usage: coopsync-bench [--quick] [--backend sqlite|postgres] \
+[--large-document | --workload | --cell TxD [--gzip] [--canonical] | --admin | --seed]
+  (no phase flag: every phase at national scale, both backends; see docs/performance.md)";
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // An unknown flag is refused rather than ignored: ignored, `--help` ran the whole
+    // national benchmark.
+    const FLAGS: [&str; 8] = [
+        "--quick",
+        "--large-document",
+        "--workload",
+        "--admin",
+        "--seed",
+        "--gzip",
+        "--canonical",
+        "--help",
+    ];
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            "--cell" | "--backend" => {
+                rest.next();
+            }
+            a if FLAGS.contains(&a) => {}
+            other => {
+                eprintln!("coopsync-bench: unknown argument `{other}`\n{USAGE}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let large_only = args.iter().any(|a| a == "--large-document");
     let workload_only = args.iter().any(|a| a == "--workload");
