@@ -194,6 +194,21 @@ type EntryRow = (
     Option<String>,
 );
 
+/// The columns of an `EntryRow`.
+macro_rules! entry_columns {
+    () => {
+        (
+            attendance::name,
+            attendance::sex,
+            attendance::age,
+            attendance::phone,
+            attendance::status,
+            attendance::hours,
+            attendance::member_id,
+        )
+    };
+}
+
 /// The attendance entry as projected now.
 fn entry_row(
     conn: &mut DbConnection,
@@ -202,15 +217,7 @@ fn entry_row(
 ) -> Result<Option<EntryRow>, ApiError> {
     Ok(attendance::table
         .find((session_id, participant_id))
-        .select((
-            attendance::name,
-            attendance::sex,
-            attendance::age,
-            attendance::phone,
-            attendance::status,
-            attendance::hours,
-            attendance::member_id,
-        ))
+        .select(entry_columns!())
         .first(conn)
         .optional()?)
 }
@@ -252,15 +259,7 @@ fn shown(
         .select((
             attendance::session_id,
             attendance::participant_id,
-            (
-                attendance::name,
-                attendance::sex,
-                attendance::age,
-                attendance::phone,
-                attendance::status,
-                attendance::hours,
-                attendance::member_id,
-            ),
+            entry_columns!(),
         ))
         .load::<(String, String, EntryRow)>(conn)?
         .into_iter()
