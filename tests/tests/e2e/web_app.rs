@@ -217,6 +217,22 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
         Some("Sokh Chantha"),
         "the chosen value is written onto the record kept"
     );
+    // The search lists the kept record only; asked to, the merged one too, marked.
+    br.goto(&app.url("/records?type=member&q=Sok"));
+    assert!(
+        br.all("#results span.tag").is_empty(),
+        "{}",
+        br.text_of("#results")
+    );
+    br.goto(&app.url("/records?type=member&q=Sok&include_merged=on"));
+    assert_eq!(br.text_of("#results span.tag"), "merged");
+    assert_eq!(
+        br.all(&format!("#results a[href='/records/{again}?follow=false']"))
+            .len(),
+        1,
+        "the merged record links to itself, not to the survivor"
+    );
+    shoot(&br, backend, "en-14-records-merged");
 
     // Accept the flag on the walk-in's hours.
     nav(&br, app, "/review/flags");
