@@ -346,7 +346,8 @@ fn locked() -> diesel::result::Error {
 /// writes an empty `IN` as `1=0`, and SQLite then reads `1=0 OR cooperative_id IN (…)`
 /// as no index condition at all — the pull of an enumerator assigned cooperatives only
 /// walked the whole change log since its cursor by `seq`, every document of the
-/// country, instead of its cooperatives' documents (`tests::scope_sql_uses_the_indexes`).
+/// country, instead of its cooperatives' documents. `e2e::scope` pins that the condition
+/// still selects exactly what the rule sees, empty lists included, on both backends.
 macro_rules! scope_condition {
     ($scope:expr) => {{
         let scope: &$crate::domain::scope::Scope = $scope;

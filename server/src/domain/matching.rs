@@ -588,9 +588,6 @@ mod tests {
         }
     }
 
-    /// `sync::walk_ins::member_changed` reads the walk-ins sharing the member's phone or
-    /// Khmer skeleton only, not those of her cooperative: a walk-in has no village, so
-    /// her romanised name, cooperative and year of birth alone stay below the threshold.
     #[test]
     fn a_crowd_of_namesakes_is_proposed_with_the_best_few() {
         // Person 0 matches 30 others at 65, and person 1 at 100; the others match only her.
@@ -620,6 +617,9 @@ mod tests {
         assert!(keep[with_best.len() - 1]);
     }
 
+    /// `sync::walk_ins::member_changed` reads the walk-ins sharing the member's phone or
+    /// Khmer skeleton only, not those of her cooperative: a walk-in has no village, so
+    /// her romanised name, cooperative and year of birth alone stay below the threshold.
     #[test]
     fn a_walk_in_needs_a_phone_or_a_khmer_name_key() {
         let member = sok_chanthea();

@@ -467,7 +467,7 @@ pub fn rescan(
         let prepared: Vec<Prepared> = people.iter().map(|(_, p)| p.clone()).collect();
         let (pairs, compared) = matching::pairs(&prepared, matching::PROPOSE_AT);
         report.compared += compared;
-        // People are in id order (sorted below), as `within_cap` breaks ties.
+        // People are in id order (sorted above), as `within_cap` breaks ties.
         let points: Vec<(usize, usize, u32)> =
             pairs.iter().map(|(i, j, s)| (*i, *j, s.points)).collect();
         let keep = matching::within_cap(&points);

@@ -396,6 +396,9 @@ fn a_provincial_admins_day_in_the_browser(app: &TestApp) {
     let results = br.text_of("#results");
     assert!(results.contains("សុខ ចាន់ថា"), "{results}");
     shoot(&br, backend, "km-10-records");
+    br.goto(&app.url("/records?type=member&q=Sok&include_merged=on"));
+    assert_eq!(br.text_of("#results span.tag"), "បានបញ្ចូលគ្នា");
+    shoot(&br, backend, "km-14-records-merged");
     for (path, name) in [
         ("/dashboard", "km-02-dashboard"),
         ("/review/conflicts?status=all", "km-03-conflicts"),
