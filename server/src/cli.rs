@@ -244,7 +244,7 @@ fn open_single(settings: &Settings) -> Result<crate::db::DbConnection, String> {
 pub fn run(cli: Cli) -> Result<(), String> {
     let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     telemetry::init(settings.log_format, &settings.log_filter);
-    crate::sync::duplicates::set_enabled(settings.duplicate_detection);
+    crate::records::duplicates::set_enabled(settings.duplicate_detection);
     match cli.command {
         Command::Serve { bind } => {
             telemetry::install_panic_hook();
@@ -297,7 +297,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let mut conn = open_single(&settings)?;
             let started = std::time::Instant::now();
             let mut last_report = std::time::Instant::now();
-            let report = crate::sync::projection::rebuild(&mut conn, |done, total| {
+            let report = crate::records::projection::rebuild(&mut conn, |done, total| {
                 if done == total || last_report.elapsed().as_secs() >= 2 {
                     last_report = std::time::Instant::now();
                     say!("  {done}/{total} documents");
@@ -336,7 +336,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let mut conn = open_single(&settings)?;
             let started = std::time::Instant::now();
             let report = crate::db::write_transaction(&mut conn, |conn| {
-                crate::sync::duplicates::rescan(conn, |done, total| {
+                crate::records::duplicates::rescan(conn, |done, total| {
                     if done == total || done % 5 == 0 {
                         say!("  {done}/{total} provinces");
                     }

@@ -258,7 +258,7 @@ impl From<crate::records::CommitError> for ApiError {
                 code: "record_exists",
                 message: "a record with this id exists already".into(),
             },
-            CommitError::Store(e) => e,
+            CommitError::Internal(e) => Self::internal(e),
             CommitError::Database(e) => e.into(),
             CommitError::Edit(e) => Self::internal(format!("server change not written: {e}")),
             CommitError::Verify(e) => Self::internal(format!("server change does not verify: {e}")),

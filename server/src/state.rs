@@ -67,7 +67,7 @@ pub fn build_state(settings: Settings, db: Database) -> Result<AppState, ApiErro
         settings.login_max_failures_per_ip,
         Duration::from_secs(settings.login_failure_window_secs),
     );
-    crate::sync::duplicates::set_enabled(settings.duplicate_detection);
+    crate::records::duplicates::set_enabled(settings.duplicate_detection);
     let body_budget = crate::body::BodyBudget::new(settings.body_memory_budget);
     let uploads =
         crate::body::UploadSlots::new(settings.uploads_per_account, settings.uploads_per_device);

@@ -34,7 +34,7 @@ pub struct AdminReport {
     /// (report, national ms, provincial ms)
     pub reports: Vec<(String, f64, f64)>,
     /// Duplicate detection for one member against the national registry: median and
-    /// p99 of `sync::duplicates::detect` (ms), what it adds to the push that carries it.
+    /// p99 of `records::duplicates::detect` (ms), what it adds to the push that carries it.
     pub detect_p50_ms: f64,
     pub detect_p99_ms: f64,
     /// `coopsync duplicates rescan` of every member (s), and the pairs it holds.
@@ -491,7 +491,7 @@ fn detection(url: &str, report: &mut AdminReport) -> Result<(), String> {
     for id in ids.iter().step_by(step).take(200) {
         let started = Instant::now();
         let _ = coopsync::db::write_transaction(&mut conn, |c| {
-            coopsync::sync::duplicates::detect(c, id)?;
+            coopsync::records::duplicates::detect(c, id)?;
             ms.push(started.elapsed().as_secs_f64() * 1000.0);
             Err::<(), _>(coopsync::error::ApiError::internal(
                 "rolled back on purpose",
@@ -503,7 +503,7 @@ fn detection(url: &str, report: &mut AdminReport) -> Result<(), String> {
     report.detect_p99_ms = percentile(&ms, 0.99);
     let started = Instant::now();
     let rescan = coopsync::db::write_transaction(&mut conn, |c| {
-        coopsync::sync::duplicates::rescan(c, |_, _| {})
+        coopsync::records::duplicates::rescan(c, |_, _| {})
     })
     .map_err(|e| e.to_string())?;
     report.rescan_s = started.elapsed().as_secs_f64();

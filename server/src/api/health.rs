@@ -91,7 +91,7 @@ pub async fn metrics(
             .capacity()
             .saturating_sub(state.body_budget.available()),
         budget_capacity: state.body_budget.capacity(),
-        cache: crate::sync::doc_cache::stats(),
+        cache: crate::records::doc_cache::stats(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
+use diesel::QueryResult;
 
 use crate::{
     db::models::{Device, User},
@@ -68,39 +69,43 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// The principal of `user` on `device_id`, with the user's role and assignments now.
+/// The principal of an account on a device; `None` if the stored role is not one the
+/// rules know (corruption: the caller decides what that means for it).
 fn principal_for(
     conn: &mut crate::db::DbConnection,
     user: User,
     device_id: String,
-) -> Result<Principal, ApiError> {
-    let role =
-        Role::parse(&user.role).ok_or_else(|| ApiError::internal("unknown role in database"))?;
+) -> QueryResult<Option<Principal>> {
+    let Some(role) = Role::parse(&user.role) else {
+        return Ok(None);
+    };
     let assignments = Assignments {
         provinces: User::provinces(conn, &user.id)?.into_iter().collect(),
         cooperatives: User::cooperatives(conn, &user.id)?.into_iter().collect(),
     };
-    Ok(Principal {
+    Ok(Some(Principal {
         user_id: user.id,
         role,
         device_id,
         assignments,
         request_id: None,
-    })
+    }))
 }
 
 /// The principal who sent something earlier (a held change), as the rules see them now:
-/// `None` if the account is deactivated or gone, or the device revoked or gone.
+/// `None` if the account is deactivated or gone (or has a role the rules do not know), or
+/// the device revoked or gone.
 pub fn principal_of(
     conn: &mut crate::db::DbConnection,
     user_id: &str,
     device_id: &str,
-) -> Result<Option<Principal>, ApiError> {
+) -> QueryResult<Option<Principal>> {
     let Some(user) = User::find(conn, user_id)?.filter(|u| u.active) else {
         return Ok(None);
     };
     match Device::find(conn, device_id)? {
         Some(d) if d.revoked_at.is_none() && d.user_id == user.id => {
-            principal_for(conn, user, d.id).map(Some)
+            principal_for(conn, user, d.id)
         }
         _ => Ok(None),
     }
@@ -134,7 +139,8 @@ impl FromRequest for Principal {
                     if !user.active {
                         return Err(ApiError::AccountDisabled);
                     }
-                    principal_for(conn, user, device.id)
+                    principal_for(conn, user, device.id)?
+                        .ok_or_else(|| ApiError::internal("unknown role in database"))
                 })
                 .await?;
             tracing::Span::current().record("user.id", principal.user_id.as_str());

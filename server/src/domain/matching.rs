@@ -546,7 +546,7 @@ mod tests {
         }
     }
 
-    /// `sync::duplicates::block_members` reads of a member's cooperative only those who
+    /// `records::duplicates::block_members` reads of a member's cooperative only those who
     /// share a name key or the phone with her: it relies on everything else scoring
     /// below the threshold, whatever the other fields say.
     #[test]
@@ -617,7 +617,7 @@ mod tests {
         assert!(keep[with_best.len() - 1]);
     }
 
-    /// `sync::walk_ins::member_changed` reads the walk-ins sharing the member's phone or
+    /// `records::walk_ins::member_changed` reads the walk-ins sharing the member's phone or
     /// Khmer skeleton only, not those of her cooperative: a walk-in has no village, so
     /// her romanised name, cooperative and year of birth alone stay below the threshold.
     #[test]

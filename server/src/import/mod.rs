@@ -754,7 +754,7 @@ pub fn apply(
         // Detection one member at a time is paused for the import: one rescan after the
         // last batch finds the same pairs (60,000 members: 1.3 s instead of ~2 ms each).
         let outcome: Vec<(u64, Result<(), CommitError>)> = conns.with(|conn| {
-            crate::sync::duplicates::paused(|| {
+            crate::records::duplicates::paused(|| {
                 write_transaction(conn, |conn| {
                     let mut out = Vec::new();
                     for p in batch {
@@ -781,7 +781,7 @@ pub fn apply(
                             // A database error ends the transaction (the whole batch is rolled
                             // back), so it is the job's error, not one row's.
                             Err(CommitError::Database(e)) => return Err(ApiError::from(e)),
-                            Err(CommitError::Store(e)) => return Err(e),
+                            Err(e @ CommitError::Internal(_)) => return Err(e.into()),
                             Err(e) => out.push((p.line, Err(e))),
                         }
                     }
@@ -808,10 +808,12 @@ pub fn apply(
         progress(done, total);
     }
     plan.report.to_create = plan.report.to_create.saturating_sub(plan.report.created);
-    if plan.report.created > 0 && crate::sync::duplicates::active() {
+    if plan.report.created > 0 && crate::records::duplicates::active() {
         conns.with(|conn| {
             write_transaction(conn, |conn| {
-                crate::sync::duplicates::rescan(conn, |_, _| {}).map(|_| ())
+                crate::records::duplicates::rescan(conn, |_, _| {})
+                    .map(|_| ())
+                    .map_err(ApiError::from)
             })
         })?;
     }

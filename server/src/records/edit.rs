@@ -4,19 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use sync_protocol::documents::DocType;
+use sync_protocol::documents::{Cooperative, DocType, Finding, Member, TrainingSession};
 use utoipa::ToSchema;
 
-use super::{findings, locate, scalar};
 use crate::{
     audit::AuditEvent,
     auth::Principal,
     db::{DbConnection, schema::documents},
     error::{ApiError, FieldError},
-    sync::projection,
+    records::projection,
 };
 
 /// A member's fields an admin may set (and a merge may take from the other record).
@@ -173,7 +173,7 @@ pub fn edit_as(
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));
     }
-    let committed = super::commit(conn, actor, &principal.user_id, &doc_id, |tx, base| {
+    let committed = super::change(conn, actor, &principal.user_id, &doc_id, |tx, base| {
         for (field, value) in &values {
             let (obj, key) = locate(base, field)
                 .map_err(|_| automerge::AutomergeError::InvalidObjId(field.clone()))?;
@@ -232,4 +232,70 @@ pub fn edit_as(
         change_hash: committed.hash,
         fields,
     })
+}
+
+/// The JSON value as the canonical Automerge scalar of the schemas (strings as Str,
+/// whole numbers as Int, others as F64).
+pub fn scalar(value: &Json) -> Result<ScalarValue, ApiError> {
+    Ok(match value {
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) if n.is_i64() => ScalarValue::Int(n.as_i64().unwrap_or_default()),
+        Json::Number(n) => ScalarValue::F64(n.as_f64().unwrap_or_default()),
+        Json::Null => ScalarValue::Null,
+        _ => {
+            return Err(ApiError::validation(
+                "value",
+                "invalid",
+                "a resolution is a string, a number, true/false or null",
+            ));
+        }
+    })
+}
+
+/// The object and key of a conflict's field: a field of the record (`village`) or of an
+/// attendance entry (`attendance.<participant>.hours`).
+pub fn locate(doc: &Automerge, field: &str) -> Result<(automerge::ObjId, String), ApiError> {
+    let unsupported = || {
+        ApiError::bad_request(
+            "unsupported_conflict",
+            "only conflicts on a field of a record or of an attendance entry can be resolved here",
+        )
+    };
+    match field.split_once('.') {
+        None => Ok((ROOT, field.to_string())),
+        Some(("attendance", rest)) => {
+            let (pid, key) = rest.rsplit_once('.').ok_or_else(unsupported)?;
+            let att = match doc.get(ROOT, "attendance") {
+                Ok(Some((Value::Object(ObjType::Map), id))) => id,
+                _ => return Err(unsupported()),
+            };
+            match doc.get(&att, pid) {
+                Ok(Some((Value::Object(ObjType::Map), entry))) => Ok((entry, key.to_string())),
+                _ => Err(unsupported()),
+            }
+        }
+        Some(_) => Err(unsupported()),
+    }
+}
+
+pub fn findings(doc_type: DocType, doc: &Automerge) -> Vec<Finding> {
+    let year = chrono::Datelike::year(&Utc::now()) as i64;
+    match doc_type {
+        DocType::Cooperative => {
+            let (c, mut f) = Cooperative::read(doc);
+            f.extend(c.validate());
+            f
+        }
+        DocType::Member => {
+            let (m, mut f) = Member::read(doc);
+            f.extend(m.validate(year));
+            f
+        }
+        DocType::TrainingSession => {
+            let (s, mut f) = TrainingSession::read(doc);
+            f.extend(s.validate());
+            f
+        }
+    }
 }

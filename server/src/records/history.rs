@@ -19,7 +19,6 @@ use crate::{
     db::{DbConnection, schema::changes},
     domain::access::Role,
     error::ApiError,
-    sync::ingest,
 };
 
 /// One field a change set.
@@ -158,7 +157,7 @@ pub fn history(
 ) -> Result<HistoryResponse, ApiError> {
     principal.require_admin()?;
     let doc_id = doc_id.to_ascii_lowercase();
-    let row = crate::sync::store::find_document(conn, &doc_id)?
+    let row = crate::records::store::find_document(conn, &doc_id)?
         .filter(|r| {
             principal
                 .actor()
@@ -187,7 +186,7 @@ pub fn history(
     }
     let rows: Vec<(i64, String, chrono::NaiveDateTime, String, String, Vec<u8>)> =
         query.load(conn)?;
-    let doc = ingest::load_snapshot(&row.snapshot)?;
+    let doc = super::verify::load_snapshot(&row.snapshot)?;
     let national = principal.role == Role::NationalAdmin;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.0.to_string()))

@@ -377,20 +377,20 @@ pub fn get(
     } else {
         asked.clone()
     };
-    let row = crate::sync::store::find_document(conn, &id)?
+    let row = crate::records::store::find_document(conn, &id)?
         .filter(|r| {
             principal
                 .actor()
                 .sees(r.province_code.as_deref(), r.cooperative_id.as_deref())
         })
         .ok_or(ApiError::NotFound("record"))?;
-    let doc = crate::sync::ingest::load_snapshot(&row.snapshot)?;
+    let doc = crate::records::verify::load_snapshot(&row.snapshot)?;
     let mut fields = Map::new();
     for key in automerge::ReadDoc::keys(&doc, automerge::ROOT) {
         if key == "attendance" {
             continue;
         }
-        if let Some(v) = crate::sync::projection::field_value(&doc, &key) {
+        if let Some(v) = crate::records::projection::field_value(&doc, &key) {
             fields.insert(key, Json::String(v));
         }
     }

@@ -21,8 +21,8 @@ use crate::{
     },
     domain::access::Role,
     error::{ApiError, FieldError},
+    records::edit::{findings, locate, scalar},
     records::{self, CommitError},
-    records::{findings, locate, scalar},
 };
 
 pub use crate::domain::status::ConflictStatus;
@@ -338,7 +338,7 @@ pub fn resolve(
     let scalar_value = scalar(&value)?;
     let field = row.2.clone();
     let document_id = row.1.clone();
-    let committed = records::commit(conn, actor, &principal.user_id, &document_id, |tx, base| {
+    let committed = records::change(conn, actor, &principal.user_id, &document_id, |tx, base| {
         let (obj, key) = match locate(base, &field) {
             Ok(found) => found,
             Err(_) => return Err(automerge::AutomergeError::InvalidObjId(field.clone())),

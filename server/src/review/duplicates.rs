@@ -1,5 +1,5 @@
 //! The possible-duplicates queue: pairs of members that may be one farmer, found as
-//! records arrive (`sync::duplicates`), with their score, the rules that matched and both
+//! records arrive (`records::duplicates`), with their score, the rules that matched and both
 //! records side by side. An admin **merges** a pair (one record survives; the other is
 //! marked `merged_into` the survivor by a server change and keeps its document and
 //! history; chosen fields of the duplicate are written onto the survivor by a second
@@ -26,7 +26,7 @@ use crate::{
     },
     domain::status::PairStatus,
     error::{ApiError, FieldError},
-    records::{self, scalar},
+    records::{self, edit::scalar},
 };
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -651,12 +651,12 @@ fn merge_members(
         ))
         .execute(conn)?;
     let mut hashes = Vec::new();
-    let mark = records::commit(conn, actor, &principal.user_id, merged, |tx, _| {
+    let mark = records::change(conn, actor, &principal.user_id, merged, |tx, _| {
         tx.put(ROOT, "merged_into", ScalarValue::Str(survivor.into()))
     })?;
     hashes.push(mark.hash);
     if !taken.is_empty() {
-        let written = records::commit(conn, actor, &principal.user_id, survivor, |tx, base| {
+        let written = records::change(conn, actor, &principal.user_id, survivor, |tx, base| {
             for (f, v) in &taken {
                 put_or_delete(tx, base, f, v)?;
             }
@@ -751,13 +751,13 @@ pub fn undo(
     let previous: serde_json::Map<String, Json> =
         serde_json::from_str(&previous).map_err(ApiError::internal)?;
     let mut hashes = Vec::new();
-    let clear = records::commit(conn, actor, &principal.user_id, &merged, |tx, base| {
+    let clear = records::change(conn, actor, &principal.user_id, &merged, |tx, base| {
         put_or_delete(tx, base, "merged_into", &Json::Null)
     })?;
     hashes.push(clear.hash);
     let mut kept = Vec::new();
     if !previous.is_empty() {
-        let restored = records::commit(conn, actor, &principal.user_id, &survivor, |tx, base| {
+        let restored = records::change(conn, actor, &principal.user_id, &survivor, |tx, base| {
             for (f, v) in &previous {
                 let (before, written) = previous_entry(v);
                 // Edited since the merge (a tablet, an admin): that edit stands.

@@ -20,8 +20,8 @@ use crate::{
         schema::{documents, validation_flags},
     },
     error::ApiError,
+    records::projection::field_value,
     records::{self, edit::EditRequest},
-    sync::projection::field_value,
 };
 
 pub use crate::domain::status::FlagStatus;

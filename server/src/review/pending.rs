@@ -16,7 +16,7 @@ use crate::{
     db::{DbConnection, now, schema::pending_changes},
     domain::access::Role,
     error::ApiError,
-    sync::{ingest::AWAITS_COOPERATIVE, store},
+    records::{commit::AWAITS_COOPERATIVE, store},
 };
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -131,6 +131,6 @@ pub fn list(
     }
     Ok(PendingResponse {
         devices,
-        cap_per_device: crate::sync::ingest::MAX_PENDING_PER_DEVICE,
+        cap_per_device: crate::records::commit::MAX_PENDING_PER_DEVICE,
     })
 }

@@ -1,5 +1,5 @@
 //! The walk-ins queue: attendance entries of people with no member record (found as
-//! sessions arrive, `sync::walk_ins`), each with the members it may be. An admin **links**
+//! sessions arrive, `records::walk_ins`), each with the members it may be. An admin **links**
 //! one to an existing member (a server change sets the entry's `member_id`: reports count
 //! her as that member from then on), **promotes** it to a new member record (a server
 //! change creates the member from the entry, a second links the entry to it), or
@@ -27,8 +27,8 @@ use crate::{
     },
     domain::{matching::Person, status::WalkInStatus},
     error::{ApiError, FieldError},
+    records::walk_ins::{SessionKeys, StoredCandidate},
     records::{self, CommitError},
-    sync::walk_ins::{SessionKeys, StoredCandidate},
 };
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -501,8 +501,8 @@ fn set_member(
     member: Option<&str>,
 ) -> Result<String, ApiError> {
     let field = format!("attendance.{participant_id}.member_id");
-    let committed = records::commit(conn, actor, &principal.user_id, session_id, |tx, base| {
-        let (obj, key) = records::locate(base, &field)
+    let committed = records::change(conn, actor, &principal.user_id, session_id, |tx, base| {
+        let (obj, key) = records::edit::locate(base, &field)
             .map_err(|_| automerge::AutomergeError::InvalidObjId(field.clone()))?;
         match member {
             Some(m) => tx.put(&obj, key.as_str(), ScalarValue::Str(m.into())),

@@ -1,17 +1,10 @@
-//! Sync: ingest pushed changes (verify, apply, store, project) and serve pulls, all in
-//! one round trip (`POST /api/v1/sync`).
+//! Sync, the protocol edge: decode and check pushed changes and commit them through the
+//! one write path (`records::commit`), then serve pulls, all in one round trip
+//! (`POST /api/v1/sync`).
 
-pub mod changed;
-pub mod conflicts;
-pub mod doc_cache;
-pub mod duplicates;
 pub mod ingest;
-pub mod projection;
 pub mod pull;
 pub mod quarantine;
-pub mod shape;
-pub mod store;
-pub mod walk_ins;
 
 use sync_protocol::messages::{DocPushResult, SyncRequest, SyncResponse};
 
@@ -21,16 +14,6 @@ use crate::{
     db::{DbConnection, write_transaction},
     error::ApiError,
 };
-
-/// Who sent a change and when the server got it (a device, or the server for an admin).
-/// Here, not in `ingest`, because the conflict scan needs it too: `conflicts` would
-/// otherwise import `ingest`, which imports `conflicts`.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub device_id: String,
-    pub user_id: String,
-    pub received_at: chrono::NaiveDateTime,
-}
 
 /// Server-side bounds on one response.
 pub const MAX_PULL_BYTES: usize = 1024 * 1024;

@@ -9,10 +9,9 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use diesel::prelude::*;
-use serde::Serialize;
 use sync_protocol::messages::{ChangeEncoding, DEFAULT_BATCH_BYTES, DocChanges, PullResult};
 
-use super::{MAX_PULL_BYTES, store};
+use super::MAX_PULL_BYTES;
 use crate::{
     auth::Principal,
     db::{
@@ -21,6 +20,10 @@ use crate::{
         write_transaction,
     },
     error::ApiError,
+    records::{
+        moves::{decode_list, decode_scope, store_lists},
+        store,
+    },
 };
 
 const PAGE_ROWS: i64 = 1000;
@@ -111,18 +114,6 @@ fn in_scope(
         scope
     );
     Ok(query.load::<String>(conn)?.into_iter().collect())
-}
-
-/// A device's stored backfill or departed list. A row that does not decode is corruption
-/// and an error, never "nothing owed to this device".
-fn decode_list(json: &str) -> Result<Vec<String>, ApiError> {
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::internal(format!("device_sync_state list does not decode: {e}")))
-}
-
-fn decode_scope(json: &str) -> Result<Scope, ApiError> {
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::internal(format!("device_sync_state scope does not decode: {e}")))
 }
 
 /// What `reconcile_scope` found for a pull.
@@ -249,85 +240,8 @@ fn take_served(
         backfill.retain(|d| !served.contains(d));
         let mut departed: Vec<String> = decode_list(&departed)?;
         departed.retain(|d| !announced.contains(d));
-        store_lists(conn, device_id, &backfill, &departed)
+        Ok(store_lists(conn, device_id, &backfill, &departed)?)
     })
-}
-
-/// Stores a device's backfill and departed lists (JSON arrays of document ids).
-fn store_lists(
-    conn: &mut DbConnection,
-    device_id: &str,
-    backfill: &impl Serialize,
-    departed: &impl Serialize,
-) -> Result<(), ApiError> {
-    diesel::update(device_sync_state::table.find(device_id))
-        .set((
-            device_sync_state::backfill
-                .eq(serde_json::to_string(backfill).map_err(ApiError::internal)?),
-            device_sync_state::departed
-                .eq(serde_json::to_string(departed).map_err(ApiError::internal)?),
-            device_sync_state::updated_at.eq(now()),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// A document whose scope columns (province, cooperative) changed in a push.
-#[derive(Debug)]
-pub struct ScopeMove {
-    pub doc_id: String,
-    pub before: (Option<String>, Option<String>),
-    pub after: (Option<String>, Option<String>),
-}
-
-fn sees(scope: &Scope, (province, cooperative): &(Option<String>, Option<String>)) -> bool {
-    scope.sees(province.as_deref(), cooperative.as_deref())
-}
-
-/// Records each moved document for every device it entered or left: entered, its whole
-/// history goes on the device's backfill list (a member that arrived before its
-/// cooperative, a record edited into another province); left, it goes on the device's
-/// departed list and the next pull names it in `removed`, so the device deletes its copy
-/// (a record edited into a province the device does not cover). Runs in the push's
-/// transaction; moves are rare, so reading every device's pull state is affordable.
-pub fn record_moves(conn: &mut DbConnection, moves: &[ScopeMove]) -> Result<(), ApiError> {
-    if moves.is_empty() {
-        return Ok(());
-    }
-    let devices: Vec<(String, String, String, String)> = device_sync_state::table
-        .select((
-            device_sync_state::device_id,
-            device_sync_state::scope,
-            device_sync_state::backfill,
-            device_sync_state::departed,
-        ))
-        .load(conn)?;
-    let list = |json: &str| -> Result<BTreeSet<String>, ApiError> {
-        Ok(decode_list(json)?.into_iter().collect())
-    };
-    for (device_id, scope, backfill_json, departed_json) in devices {
-        let scope = decode_scope(&scope)?;
-        let (mut backfill, mut departed) = (list(&backfill_json)?, list(&departed_json)?);
-        let (old_backfill, old_departed) = (backfill.clone(), departed.clone());
-        for m in moves {
-            match (sees(&scope, &m.before), sees(&scope, &m.after)) {
-                (false, true) => {
-                    backfill.insert(m.doc_id.clone());
-                    departed.remove(&m.doc_id);
-                }
-                (true, false) => {
-                    backfill.remove(&m.doc_id);
-                    departed.insert(m.doc_id.clone());
-                }
-                _ => {}
-            }
-        }
-        if backfill == old_backfill && departed == old_departed {
-            continue;
-        }
-        store_lists(conn, &device_id, &backfill, &departed)?;
-    }
-    Ok(())
 }
 
 struct Page {

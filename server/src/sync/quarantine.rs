@@ -12,7 +12,7 @@ use chrono::Duration;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::store::NewQuarantine;
+use crate::records::store::NewQuarantine;
 use crate::{
     audit::AuditEvent,
     auth::Principal,

@@ -74,7 +74,7 @@ fn a_backup_taken_while_tablets_push_restores_and_the_tablets_converge() {
     let restored = TestApp::spawn_with(Backend::Sqlite, |s| s.database_url = Secret::new(&url))
         .expect("a server on the backup");
     let mut conn = ConnectionFactory::new(&url).connect().unwrap();
-    let report = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    let report = coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert!(report.skipped.is_empty() && report.from_snapshot.is_empty());
     let in_copy = hashes(&mut conn);
     let missing: Vec<&String> = acknowledged_before.difference(&in_copy).collect();

@@ -176,7 +176,7 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
                 prop_assert_eq!(&t.heads(&session), &heads);
             }
             let mut conn = app.db.connect();
-            let row = coopsync::sync::store::find_document(&mut conn, &session)
+            let row = coopsync::records::store::find_document(&mut conn, &session)
                 .unwrap()
                 .unwrap();
             let mut server_heads = automerge::Automerge::load(&row.snapshot)
@@ -200,7 +200,7 @@ fn random_delivery_converges_and_matches_a_rebuild(app: &TestApp) {
     let before = crate::sync::snapshot_projection(app);
     let conflicts_before = open_conflicts();
     let mut conn = app.db.connect();
-    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert_eq!(crate::sync::snapshot_projection(app), before);
     assert_eq!(
         open_conflicts(),

@@ -491,7 +491,7 @@ fn not_the_same_person_is_remembered_until_a_compared_field_changes(app: &TestAp
     assert_eq!(audits(app, "duplicate.not_same"), 1);
 
     // A rebuild of the projection keeps the decision; an edit of another field too.
-    let report = coopsync::sync::projection::rebuild(&mut app.db.connect(), |_, _| {}).unwrap();
+    let report = coopsync::records::projection::rebuild(&mut app.db.connect(), |_, _| {}).unwrap();
     assert!(report.skipped.is_empty());
     a.set(&x, "role", "treasurer");
     a.sync();

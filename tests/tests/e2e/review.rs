@@ -127,7 +127,7 @@ fn a_conflict_resolved_by_an_admin_reaches_every_tablet(app: &TestApp) {
     // The export and a rebuild agree with the tablets.
     let csv = app.get("/api/v1/exports/cooperatives", Some(&p07.access));
     assert!(String::from_utf8_lossy(&csv.raw).contains("Prey Khmeng"));
-    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     let projected: Option<String> = cooperatives::table
         .find(&coop)
         .select(cooperatives::village)
@@ -592,7 +592,7 @@ fn flags_are_accepted_corrected_and_fixed_and_keep_their_identity(app: &TestApp)
     assert_eq!(r.body["status"], "accepted");
     assert_eq!(r.body["accepted_value"], "8");
     let mut conn = app.db.connect();
-    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     let accepted = flags("accepted");
     assert_eq!(
         accepted.len(),

@@ -68,7 +68,7 @@ fn offline_attendance_converges(app: &TestApp, a_first: bool) {
     b.sync();
     assert_eq!(a.heads(&session), b.heads(&session), "tablets converge");
     let mut conn = app.db.connect();
-    let server = coopsync::sync::store::find_document(&mut conn, &session)
+    let server = coopsync::records::store::find_document(&mut conn, &session)
         .unwrap()
         .unwrap();
     let server_doc = automerge::Automerge::load(&server.snapshot).unwrap();
@@ -506,7 +506,7 @@ fn the_projection_equals_a_rebuild_from_the_change_log(app: &TestApp) {
     );
     assert!(before.contains("unknown_participant"));
     let mut conn = app.db.connect();
-    let report = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    let report = coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert_eq!(
         (
             report.total,
@@ -529,7 +529,7 @@ fn the_projection_equals_a_rebuild_from_the_change_log(app: &TestApp) {
         .set(changes::bytes.eq(vec![0x85u8, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0]))
         .execute(&mut conn)
         .unwrap();
-    let report = coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    let report = coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert_eq!(report.total, 4);
     assert_eq!(
         report
@@ -987,7 +987,7 @@ fn editing_some_entries_of_a_session_projects_like_a_rebuild(app: &TestApp) {
     a.record_attendance(&session, "guest-03", None, 3.0);
     a.sync();
     let before = snapshot_projection(app);
-    coopsync::sync::projection::rebuild(&mut conn, |_, _| {}).unwrap();
+    coopsync::records::projection::rebuild(&mut conn, |_, _| {}).unwrap();
     assert_eq!(snapshot_projection(app), before);
     assert_eq!(
         open_conflict_fields(&mut conn, &session),

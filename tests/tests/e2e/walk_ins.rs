@@ -6,7 +6,7 @@
 //! record), undoes a link; the tablets pull every decision, the people-trained figure
 //! follows each step, and a rebuild or a rescan keeps the decisions.
 
-use coopsync::sync::walk_ins::walk_in_id;
+use coopsync::records::walk_ins::walk_in_id;
 use coopsync_tests::{TestApp, dual_backend_tests, tablet::Tablet};
 use serde_json::{Value, json};
 use sync_protocol::documents::TrainingSession;
@@ -235,9 +235,9 @@ fn a_walk_in_is_linked_or_promoted_and_the_figures_follow(app: &TestApp) {
     );
 
     // Decisions are kept across a rebuild of the projection and a rescan.
-    let report = coopsync::sync::projection::rebuild(&mut app.db.connect(), |_, _| {}).unwrap();
+    let report = coopsync::records::projection::rebuild(&mut app.db.connect(), |_, _| {}).unwrap();
     assert!(report.skipped.is_empty());
-    let rescan = coopsync::sync::duplicates::rescan(&mut app.db.connect(), |_, _| {}).unwrap();
+    let rescan = coopsync::records::duplicates::rescan(&mut app.db.connect(), |_, _| {}).unwrap();
     assert_eq!(rescan.walk_ins.walk_ins, 2, "{rescan:?}");
     let status_of = |list: Vec<Value>| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = list

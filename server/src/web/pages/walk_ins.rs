@@ -21,9 +21,9 @@ use crate::{
     db::{DbConnection, schema::cooperatives},
     domain::{matching::Person, status::WalkInStatus},
     error::ApiError,
+    records::walk_ins::SessionKeys,
     review::walk_ins::{self, LinkRequest, PromoteRequest, WalkIn, WalkInQuery},
     state::AppState,
-    sync::walk_ins::SessionKeys,
     web::{
         WebError,
         i18n::Lang,

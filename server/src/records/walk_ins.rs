@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sync_protocol::documents::AttendanceEntry;
 
+use super::CommitError;
 use super::duplicates::{self, block_members, person};
 use crate::{
     db::{
@@ -25,7 +26,6 @@ use crate::{
         matching::{self, Person, Prepared, Score},
         status::WalkInStatus,
     },
-    error::ApiError,
 };
 
 /// How many candidate members a walk-in keeps (best first).
@@ -90,7 +90,7 @@ fn candidates_for(
     conn: &mut DbConnection,
     me: &Prepared,
     province: Option<&str>,
-) -> Result<Vec<StoredCandidate>, ApiError> {
+) -> Result<Vec<StoredCandidate>, CommitError> {
     let Some(province) = province else {
         return Ok(Vec::new());
     };
@@ -147,7 +147,7 @@ fn upsert(
     print: String,
     existing: bool,
     scored: &mut Scored,
-) -> Result<i64, ApiError> {
+) -> Result<i64, CommitError> {
     let memo = (print.clone(), keys.province.clone());
     let candidates = match scored.get(&memo) {
         Some(c) => c.clone(),
@@ -159,7 +159,8 @@ fn upsert(
     };
     let id = walk_in_id(session_id, participant_id);
     let at = now();
-    let json = serde_json::to_string(&*candidates).map_err(ApiError::internal)?;
+    let json =
+        serde_json::to_string(&*candidates).map_err(|e| CommitError::Internal(e.to_string()))?;
     if existing {
         diesel::update(walk_ins::table.find(&id))
             .set((
@@ -211,7 +212,7 @@ pub(crate) fn project(
     keys: &SessionKeys,
     entries: &[(&str, Option<&AttendanceEntry>)],
     whole: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     if !duplicates::active() {
         return Ok(());
     }
@@ -280,7 +281,7 @@ pub(crate) fn member_changed(
     member: &Prepared,
     province: &str,
     merged: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     // A walk-in shares a block with the member by its phone or its Khmer skeleton. Not by
     // the cooperative alone: a walk-in has no village, so without a shared name key or
     // phone it scores at most 50 against a member of its cooperative (romanised name 25,
@@ -355,7 +356,7 @@ pub(crate) fn member_changed(
             keys.year,
         ));
         let mut candidates: Vec<StoredCandidate> =
-            serde_json::from_str(&json).map_err(ApiError::internal)?;
+            serde_json::from_str(&json).map_err(|e| CommitError::Internal(e.to_string()))?;
         let before = candidates.len();
         candidates.retain(|c| c.member_id != member_id);
         let s = matching::score_prepared(&me, member);
@@ -369,8 +370,8 @@ pub(crate) fn member_changed(
         diesel::update(walk_ins::table.find(&id))
             .set((
                 walk_ins::score.eq(best(&candidates)),
-                walk_ins::candidates
-                    .eq(serde_json::to_string(&candidates).map_err(ApiError::internal)?),
+                walk_ins::candidates.eq(serde_json::to_string(&candidates)
+                    .map_err(|e| CommitError::Internal(e.to_string()))?),
                 walk_ins::updated_at.eq(now()),
             ))
             .execute(conn)?;
@@ -391,7 +392,7 @@ pub struct WalkInRescan {
 
 /// Every walk-in entry scored afresh against the members as they are (after an upgrade,
 /// an import, or to check).
-pub fn rescan(conn: &mut DbConnection) -> Result<WalkInRescan, ApiError> {
+pub fn rescan(conn: &mut DbConnection) -> Result<WalkInRescan, CommitError> {
     type Row = (
         String,
         String,

@@ -8,12 +8,10 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use diesel::prelude::*;
 use serde_json::{Value as Json, json};
 
+use super::CommitError;
 use super::{Origin, changed::Changed, store};
+use crate::db::{DbConnection, now, schema::conflicts};
 use crate::domain::status::ConflictStatus;
-use crate::{
-    db::{DbConnection, now, schema::conflicts},
-    error::ApiError,
-};
 
 fn render(doc: &Automerge, value: &Value<'_>, id: &ObjId) -> Json {
     match value {
@@ -46,7 +44,7 @@ struct Found {
 pub const MAX_CONFLICT_VALUES: usize = 16;
 /// Deepest level the scan descends to (the change checks refuse deeper documents; this
 /// keeps the walk bounded whatever the document).
-const MAX_SCAN_DEPTH: usize = crate::sync::shape::MAX_DEPTH;
+const MAX_SCAN_DEPTH: usize = super::shape::MAX_DEPTH;
 
 fn scan(doc: &Automerge, obj: &ObjId, prefix: &str, out: &mut Vec<Found>) {
     let mut stack: Vec<(ObjId, String, String, usize)> = doc
@@ -160,7 +158,7 @@ pub fn record(
     doc: &Automerge,
     batch_origins: &HashMap<String, Origin>,
     changed: &Changed,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     let (found, covered) = scan_changed(doc, changed);
     let wanted: Vec<String> = found
         .iter()

@@ -15,16 +15,12 @@ use sync_protocol::documents::{
     without_double_findings,
 };
 
-use crate::domain::status::{ConflictStatus, FlagStatus};
-use crate::{
-    db::{
-        DbConnection, now,
-        schema::{
-            attendance, cooperatives, documents, members, training_sessions, validation_flags,
-        },
-    },
-    error::ApiError,
+use super::CommitError;
+use crate::db::{
+    DbConnection, now,
+    schema::{attendance, cooperatives, documents, members, training_sessions, validation_flags},
 };
+use crate::domain::status::{ConflictStatus, FlagStatus};
 
 use super::store;
 
@@ -46,7 +42,7 @@ pub fn scope_of(
     doc_id: &str,
     doc_type: DocType,
     doc: &Automerge,
-) -> Result<(Option<String>, Option<String>), ApiError> {
+) -> Result<(Option<String>, Option<String>), CommitError> {
     Ok(match doc_type {
         DocType::Cooperative => (
             Cooperative::read(doc).0.province_code,
@@ -76,7 +72,10 @@ pub fn scope_of(
 }
 
 /// The province of a cooperative as the projection has it (`None`: unknown or unset).
-pub fn cooperative_province(conn: &mut DbConnection, id: &str) -> Result<Option<String>, ApiError> {
+pub fn cooperative_province(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<String>, CommitError> {
     Ok(cooperatives::table
         .find(id)
         .select(cooperatives::province_code)
@@ -128,7 +127,7 @@ impl<'a> AttendanceRow<'a> {
     }
 }
 
-/// What of a session decides its walk-ins (`sync::walk_ins`).
+/// What of a session decides its walk-ins (`records::walk_ins`).
 fn session_keys(s: &TrainingSession) -> super::walk_ins::SessionKeys {
     super::walk_ins::SessionKeys::new(
         s.province_code.as_deref(),
@@ -158,7 +157,7 @@ pub fn project(
     province: Option<&str>,
     dependents: bool,
     by: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     let at = now();
     let findings = match doc_type {
         DocType::Cooperative => {
@@ -320,7 +319,7 @@ pub fn project_entries(
     doc: &Automerge,
     entries: &BTreeSet<String>,
     by: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     let (header, _) = TrainingSession::read_header(doc);
     let mut read = Vec::with_capacity(entries.len());
     let mut findings = Vec::new();
@@ -452,7 +451,7 @@ fn reconcile_flags(
     findings: &[Finding],
     doc: Option<&Automerge>,
     by: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     let at = now();
     let mut wanted: BTreeMap<(String, String), String> = BTreeMap::new();
     for f in findings {
@@ -538,7 +537,7 @@ pub fn refresh_cross_flags(
     doc_id: &str,
     doc_type: DocType,
     by: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     let mut findings = Vec::new();
     let coop_province =
         |conn: &mut DbConnection, id: &str| -> QueryResult<Option<Option<String>>> {
@@ -617,7 +616,7 @@ fn refresh_dependents(
     doc_id: &str,
     doc_type: DocType,
     by: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     match doc_type {
         DocType::Cooperative => {
             let member_ids: Vec<String> = members::table
@@ -681,7 +680,7 @@ fn from_log(rows: &[super::store::ChangeRow]) -> Result<Automerge, String> {
 pub fn rebuild(
     conn: &mut DbConnection,
     mut progress: impl FnMut(usize, usize),
-) -> Result<RebuildReport, ApiError> {
+) -> Result<RebuildReport, CommitError> {
     let docs: Vec<(String, String, Option<String>)> = documents::table
         .select((documents::id, documents::doc_type, documents::province_code))
         .load(conn)?;
@@ -706,7 +705,7 @@ fn rebuild_all(
     ordered: &[(DocType, String, Option<String>)],
     report: &mut RebuildReport,
     progress: &mut impl FnMut(usize, usize),
-) -> Result<(), ApiError> {
+) -> Result<(), CommitError> {
     use crate::db::schema::conflicts;
     crate::db::write_transaction(conn, |conn| {
         // Flags are reconciled, not deleted: decisions attached to them (accepted) and
@@ -725,7 +724,7 @@ fn rebuild_all(
                 Ok(doc) => doc,
                 Err(why) => {
                     let snapshot = super::store::find_document(conn, id)?
-                        .map(|d| super::ingest::load_snapshot(&d.snapshot));
+                        .map(|d| super::verify::load_snapshot(&d.snapshot));
                     match snapshot {
                         Some(Ok(doc)) => {
                             report.from_snapshot.push((id.clone(), why));
@@ -749,6 +748,6 @@ fn rebuild_all(
             )?;
             progress(i + 1, report.total);
         }
-        Ok::<_, ApiError>(())
+        Ok::<_, CommitError>(())
     })
 }

@@ -15,6 +15,7 @@ use std::{
 
 use diesel::prelude::*;
 
+use super::CommitError;
 use crate::{
     db::{
         DbConnection, now,
@@ -24,7 +25,6 @@ use crate::{
         matching::{self, Person, Prepared, Score},
         status::PairStatus,
     },
-    error::ApiError,
 };
 
 /// Whether detection runs as members are projected (the `duplicate_detection` setting).
@@ -150,7 +150,7 @@ fn upsert(
     province: Option<&str>,
     f: &Found<'_>,
     existing: Option<&PairState>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, CommitError> {
     let id = pair_id(f.a, f.b);
     let at = now();
     let points = i64::from(f.score.points);
@@ -204,7 +204,7 @@ fn upsert(
 /// a block with it and keeps the pairs that reach the threshold; open pairs of this
 /// member that no longer reach it are withdrawn (they were never decided). Runs in the
 /// caller's transaction, after the member's row and its `documents` row are written.
-pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
+pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, CommitError> {
     let row: Option<(Compared, Option<String>, Option<String>)> = members::table
         .inner_join(documents::table)
         .filter(members::id.eq(id))
@@ -226,13 +226,13 @@ pub fn detect(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
 
 /// The members (not merged) of `province` sharing a block with `me`: its cooperative,
 /// its phone, its Khmer skeleton (index look-ups), without `exclude` (itself). Used for
-/// a member (`detect_row`) and for a walk-in (`sync::walk_ins`).
+/// a member (`detect_row`) and for a walk-in (`records::walk_ins`).
 pub(crate) fn block_members(
     conn: &mut DbConnection,
     me: &Prepared,
     exclude: Option<&str>,
     province: &str,
-) -> Result<HashMap<String, Compared>, ApiError> {
+) -> Result<HashMap<String, Compared>, CommitError> {
     let mut candidates: HashMap<String, Compared> = HashMap::new();
     let mut look = |rows: Vec<Compared>| {
         for r in rows {
@@ -314,7 +314,7 @@ pub(crate) fn detect_row(
     me: &Prepared,
     province: Option<&str>,
     merged: bool,
-) -> Result<usize, ApiError> {
+) -> Result<usize, CommitError> {
     let id = row.0.as_str();
     // A merged record is proposed with nobody: it is the survivor from now on.
     let candidates = match province {
@@ -402,7 +402,7 @@ pub struct RescanReport {
 pub fn rescan(
     conn: &mut DbConnection,
     mut progress: impl FnMut(usize, usize),
-) -> Result<RescanReport, ApiError> {
+) -> Result<RescanReport, CommitError> {
     let mut report = RescanReport::default();
     // The compared fields, the stored keys (phone, skeleton, romanised name), the merge
     // mark.
