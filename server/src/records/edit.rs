@@ -70,6 +70,9 @@ fn editable(doc_type: DocType, field: &str) -> bool {
         "hours",
         "recorded_by",
     ];
+    if list_field(doc_type, field) {
+        return true;
+    }
     match doc_type {
         DocType::Cooperative => COOPERATIVE.contains(&field),
         DocType::Member => MEMBER_FIELDS.contains(&field),
@@ -82,9 +85,22 @@ fn editable(doc_type: DocType, field: &str) -> bool {
     }
 }
 
+/// The list fields an admin may set, as a whole list of strings (a session's
+/// `facilitators`): the admin's list replaces the record's on every replica.
+fn list_field(doc_type: DocType, field: &str) -> bool {
+    doc_type == DocType::TrainingSession && field == "facilitators"
+}
+
+/// A value an admin sets: one scalar, or a whole list of strings.
+enum NewValue {
+    Scalar(ScalarValue),
+    Strings(Vec<String>),
+}
+
 /// Fields to set, by name (`village`) or, for a session's attendance entry, by dotted
 /// path (`attendance.<participant>.hours`). Values are strings, numbers, `true`/`false`
-/// or `null`.
+/// or `null`; a list field (`facilitators`) takes an array of strings, which replaces
+/// the whole list.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditRequest {
@@ -161,8 +177,19 @@ pub fn edit_as(
             ));
             continue;
         }
+        if list_field(doc_type, field) {
+            match strings(value) {
+                Some(list) => values.push((field.clone(), NewValue::Strings(list))),
+                None => problems.push(FieldError::new(
+                    field,
+                    "invalid",
+                    format!("`{field}` is a list of at most 50 non-empty strings"),
+                )),
+            }
+            continue;
+        }
         match scalar(value) {
-            Ok(v) => values.push((field.clone(), v)),
+            Ok(v) => values.push((field.clone(), NewValue::Scalar(v))),
             Err(_) => problems.push(FieldError::new(
                 field,
                 "invalid",
@@ -177,7 +204,17 @@ pub fn edit_as(
         for (field, value) in &values {
             let (obj, key) = locate(base, field)
                 .map_err(|_| automerge::AutomergeError::InvalidObjId(field.clone()))?;
-            tx.put(&obj, key.as_str(), value.clone())?;
+            match value {
+                NewValue::Scalar(v) => tx.put(&obj, key.as_str(), v.clone())?,
+                NewValue::Strings(list) => {
+                    // A new list object: the admin's list replaces every replica's,
+                    // whatever a tablet inserted into the old one.
+                    let new = tx.put_object(&obj, key.as_str(), ObjType::List)?;
+                    for (i, item) in list.iter().enumerate() {
+                        tx.insert(&new, i, ScalarValue::Str(item.as_str().into()))?;
+                    }
+                }
+            }
         }
         Ok(())
     });
@@ -232,6 +269,23 @@ pub fn edit_as(
         change_hash: committed.hash,
         fields,
     })
+}
+
+/// A JSON array of at most 50 non-empty strings (trimmed), as a list field's value.
+fn strings(value: &Json) -> Option<Vec<String>> {
+    let items = value.as_array()?;
+    if items.len() > 50 {
+        return None;
+    }
+    items
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.chars().count() <= 200)
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// The JSON value as the canonical Automerge scalar of the schemas (strings as Str,

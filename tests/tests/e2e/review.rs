@@ -715,7 +715,53 @@ fn pct(s: &str) -> String {
         .collect()
 }
 
+/// A list field (a session's facilitators) is corrected as a whole list: the admin's list
+/// replaces the tablet's on every replica and in the projection.
+fn an_admin_replaces_a_sessions_facilitators_as_a_whole_list(app: &TestApp) {
+    use coopsync::db::schema::training_sessions;
+    use diesel::prelude::*;
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("tab.e", "enumerator", &["07"], &[]);
+    let mut t = Tablet::new(app, "tab.e");
+    let coop = t.create_cooperative("07", "List coop");
+    let session = t.create_session("07", &coop);
+    t.sync();
+    let admin = app.login("p07");
+    let path = format!("/api/v1/records/{session}");
+    let list = json!(["Sok Dara", "ចាន់ ធីតា"]);
+    let r = app.send(
+        "PATCH",
+        &path,
+        Some(&admin.access),
+        &json!({"fields": {"facilitators": list}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    t.sync();
+    let (s, _) = sync_protocol::documents::TrainingSession::read(t.client.doc(&session).unwrap());
+    assert_eq!(s.facilitators, vec!["Sok Dara", "ចាន់ ធីតា"]);
+    let stored: String = training_sessions::table
+        .find(&session)
+        .select(training_sessions::facilitators)
+        .first(&mut app.db.connect())
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored, list, "the projection shows the admin's list");
+    // Refused with the field named: not a list, an empty name, a list that is too long.
+    let long: Vec<String> = (0..51).map(|i| format!("F{i}")).collect();
+    for bad in [json!("Sok Dara"), json!(["Sok Dara", " "]), json!(long)] {
+        let r = app.send(
+            "PATCH",
+            &path,
+            Some(&admin.access),
+            &json!({"fields": {"facilitators": bad}}),
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.to_string().contains("facilitators"), "{}", r.body);
+    }
+}
+
 dual_backend_tests!(
+    an_admin_replaces_a_sessions_facilitators_as_a_whole_list,
     records_are_found_by_khmer_or_latin_name_within_scope,
     flags_are_accepted_corrected_and_fixed_and_keep_their_identity,
     a_records_history_reads_in_words_for_three_devices_and_an_admin,
