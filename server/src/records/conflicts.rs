@@ -28,9 +28,27 @@ fn render(doc: &Automerge, value: &Value<'_>, id: &ObjId) -> Json {
             other => json!(other.to_string()),
         },
         Value::Object(ObjType::Text) => json!(doc.text(id).unwrap_or_default()),
+        // An attendance entry recorded on two tablets at once: its fields, so an admin
+        // can tell the two apart (a field that is itself an object stays a marker).
+        Value::Object(ObjType::Map) => Json::Object(
+            doc.keys(id)
+                .take(MAX_ENTRY_FIELDS)
+                .filter_map(|key| {
+                    let (v, vid) = doc.get(id, key.as_str()).ok().flatten()?;
+                    let v = match v {
+                        Value::Object(ObjType::Text) | Value::Scalar(_) => render(doc, &v, &vid),
+                        Value::Object(t) => json!(format!("<{t}>")),
+                    };
+                    Some((key, v))
+                })
+                .collect(),
+        ),
         Value::Object(t) => json!(format!("<{t}>")),
     }
 }
+
+/// Most fields shown of a conflicting map (an attendance entry has nine).
+const MAX_ENTRY_FIELDS: usize = 32;
 
 struct Found {
     field: String,

@@ -30,7 +30,8 @@ pub use crate::domain::status::ConflictStatus;
 /// One concurrent value.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Candidate {
-    /// The value as JSON (`"<map>"` / `"<list>"` for an object).
+    /// The value as JSON: for an attendance entry recorded on two tablets at once, an
+    /// object of the entry's fields (`"<map>"` / `"<list>"` for any other object).
     #[schema(value_type = Object)]
     pub value: Json,
     pub change_hash: Option<String>,
@@ -316,15 +317,15 @@ pub fn resolve(
             ),
         });
     }
+    let mut chosen_hash = None;
     let value = match (req.choice, &req.value) {
         (Some(i), None) => {
             let candidates: Vec<Json> = serde_json::from_str(&row.3).map_err(ApiError::internal)?;
-            candidates
-                .get(i)
-                .map(|c| c["value"].clone())
-                .ok_or_else(|| {
-                    ApiError::validation("choice", "invalid", "no candidate has this index")
-                })?
+            let c = candidates.get(i).ok_or_else(|| {
+                ApiError::validation("choice", "invalid", "no candidate has this index")
+            })?;
+            chosen_hash = c["change_hash"].as_str().map(str::to_string);
+            c["value"].clone()
         }
         (None, Some(v)) => v.clone(),
         _ => {
@@ -335,9 +336,41 @@ pub fn resolve(
             ));
         }
     };
-    let scalar_value = scalar(&value)?;
     let field = row.2.clone();
     let document_id = row.1.clone();
+    // An attendance entry recorded on two tablets at once (two maps for one participant):
+    // resolved by choosing one entry, copied whole into a new entry over both.
+    if let Some(participant) = field
+        .strip_prefix("attendance.")
+        .filter(|p| !p.contains('.'))
+    {
+        let Some(hash) = chosen_hash.filter(|_| req.value.is_none()) else {
+            return Err(ApiError::validation(
+                "value",
+                "invalid",
+                "an attendance entry recorded twice is resolved by choosing one of the entries \
+                 (`choice`); correct its fields afterwards",
+            ));
+        };
+        let committed =
+            records::change(conn, actor, &principal.user_id, &document_id, |tx, base| {
+                copy_entry(tx, base, participant, &hash)
+            });
+        let committed = match committed {
+            Ok(c) => c,
+            Err(CommitError::Edit(_)) => {
+                return Err(ApiError::Conflict {
+                    code: "conflict_changed",
+                    message: "the chosen entry is no longer one of the record's values; reload \
+                              the conflict"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        return decided(conn, principal, id, req, &row, &value, &committed);
+    }
+    let scalar_value = scalar(&value)?;
     let committed = records::change(conn, actor, &principal.user_id, &document_id, |tx, base| {
         let (obj, key) = match locate(base, &field) {
             Ok(found) => found,
@@ -371,6 +404,20 @@ pub fn resolve(
     if req.value.is_some() && !broken.is_empty() {
         return Err(ApiError::Validation(broken));
     }
+    decided(conn, principal, id, req, &row, &value, &committed)
+}
+
+/// Marks conflict `id` resolved by the server change `committed` with `value`, audits the
+/// decision and answers the conflict as it now stands.
+fn decided(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    id: i64,
+    req: &ResolveRequest,
+    row: &Row,
+    value: &Json,
+    committed: &records::Committed,
+) -> Result<ConflictResponse, ApiError> {
     let at = now();
     diesel::update(conflicts::table.find(id))
         .set((
@@ -391,11 +438,55 @@ pub fn resolve(
         outcome: "success",
         request_id: principal.request_id.as_deref(),
         details: Some(serde_json::json!({
-            "document_id": document_id, "field": field, "change_hash": committed.hash,
+            "document_id": row.1, "field": row.2, "change_hash": committed.hash,
             "chosen": req.choice, "typed": req.value.is_some(),
         })),
     }
     .record(conn)?;
     let (row, place) = load(conn, principal, id)?;
     response(row, place, principal)
+}
+
+/// Writes, over every concurrent entry of `participant`, a new entry with the fields of
+/// the one written by the change `hash` (scalars with their own types, text as a string).
+fn copy_entry(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    base: &automerge::Automerge,
+    participant: &str,
+    hash: &str,
+) -> Result<(), automerge::AutomergeError> {
+    use automerge::{ObjType, ROOT, ReadDoc, ScalarValue, Value};
+    let missing = || automerge::AutomergeError::InvalidObjId(participant.to_string());
+    let Some((Value::Object(ObjType::Map), att)) = base.get(ROOT, "attendance")? else {
+        return Err(missing());
+    };
+    let chosen = base
+        .get_all(&att, participant)?
+        .into_iter()
+        .find(|(v, id)| {
+            matches!(v, Value::Object(ObjType::Map))
+                && base
+                    .hash_for_opid(id)
+                    .is_some_and(|h| h.to_string() == hash)
+        })
+        .map(|(_, id)| id)
+        .ok_or_else(missing)?;
+    let mut fields = Vec::new();
+    for key in base.keys(&chosen) {
+        match base.get(&chosen, key.as_str())? {
+            Some((Value::Scalar(v), _)) => fields.push((key, v.into_owned())),
+            Some((Value::Object(ObjType::Text), t)) => {
+                fields.push((key, ScalarValue::Str(base.text(&t)?.into())))
+            }
+            _ => {}
+        }
+    }
+    // Delete, then a new map: a new operation over every concurrent entry, so a tablet
+    // that records this participant again offline opens a new conflict.
+    tx.delete(&att, participant)?;
+    let entry = tx.put_object(&att, participant, ObjType::Map)?;
+    for (key, v) in fields {
+        tx.put(&entry, key.as_str(), v)?;
+    }
+    Ok(())
 }

@@ -760,7 +760,84 @@ fn an_admin_replaces_a_sessions_facilitators_as_a_whole_list(app: &TestApp) {
     }
 }
 
+/// Two tablets record the same person's attendance offline: one entry each, a conflict on
+/// the entry itself. The admin sees both entries' fields and keeps one; every tablet and
+/// the projection then hold that entry, and a typed value is refused with a clear reason.
+fn an_attendance_entry_recorded_on_two_tablets_is_resolved_by_choosing_one(app: &TestApp) {
+    use coopsync::db::schema::attendance;
+    use diesel::prelude::*;
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    for u in ["tab.a", "tab.b"] {
+        app.create_user(u, "enumerator", &["07"], &[]);
+    }
+    let mut a = Tablet::new(app, "tab.a");
+    let coop = a.create_cooperative("07", "Twice recorded");
+    let session = a.create_session("07", &coop);
+    a.sync();
+    let mut b = Tablet::new(app, "tab.b");
+    b.sync();
+    a.record_attendance(&session, "p1", None, 6.0);
+    b.record_attendance(&session, "p1", None, 3.5);
+    a.sync();
+    b.sync();
+    a.sync();
+    let admin = app.login("p07");
+    let list = app.get("/api/v1/conflicts", Some(&admin.access));
+    let items = list.body["conflicts"].as_array().unwrap().clone();
+    let conflict = items
+        .iter()
+        .find(|c| c["field"] == "attendance.p1")
+        .unwrap_or_else(|| panic!("no entry conflict: {}", list.body));
+    let candidates = conflict["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2, "{conflict}");
+    let hours: Vec<f64> = candidates
+        .iter()
+        .map(|c| c["value"]["hours"].as_f64().expect("the entry's fields"))
+        .collect();
+    let pick = hours.iter().position(|h| *h == 3.5).unwrap();
+    let path = format!("/api/v1/conflicts/{}/resolve", conflict["id"]);
+    let typed = app.send(
+        "POST",
+        &path,
+        Some(&admin.access),
+        &json!({"value": {"hours": 1}}),
+    );
+    assert_eq!(typed.status, 422, "{}", typed.body);
+    let r = app.send("POST", &path, Some(&admin.access), &json!({"choice": pick}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "resolved");
+    for t in [&mut a, &mut b] {
+        t.sync();
+        let (s, _) =
+            sync_protocol::documents::TrainingSession::read(t.client.doc(&session).unwrap());
+        assert_eq!(s.attendance["p1"].hours, Some(3.5));
+        assert_eq!(s.attendance["p1"].status.as_deref(), Some("partial"));
+        assert_eq!(
+            s.attendance["p1"].recorded_at_ms,
+            Some(1_795_000_000_000),
+            "types kept"
+        );
+    }
+    let projected: Option<f64> = attendance::table
+        .filter(attendance::session_id.eq(&session))
+        .filter(attendance::participant_id.eq("p1"))
+        .select(attendance::hours)
+        .first(&mut app.db.connect())
+        .unwrap();
+    assert_eq!(projected, Some(3.5));
+    let open = app.get("/api/v1/conflicts", Some(&admin.access));
+    assert_eq!(
+        open.body["conflicts"].as_array().unwrap().len(),
+        0,
+        "{}",
+        open.body
+    );
+    let again = app.send("POST", &path, Some(&admin.access), &json!({"choice": pick}));
+    assert_eq!(again.status, 409, "{}", again.body);
+}
+
 dual_backend_tests!(
+    an_attendance_entry_recorded_on_two_tablets_is_resolved_by_choosing_one,
     an_admin_replaces_a_sessions_facilitators_as_a_whole_list,
     records_are_found_by_khmer_or_latin_name_within_scope,
     flags_are_accepted_corrected_and_fixed_and_keep_their_identity,

@@ -1004,7 +1004,68 @@ fn a_first_visit_weighs_under_200_kb(app: &TestApp) {
     assert!(total < 200 * 1024, "{total} bytes");
 }
 
+/// The same person's attendance taken on two tablets: the conflicts page shows each entry's
+/// fields in words (in English and Khmer), offers no typed value, and keeping one entry
+/// reaches both tablets.
+fn an_attendance_entry_recorded_twice_is_kept_from_the_conflicts_page(app: &TestApp) {
+    let backend = if app.db.url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    app.create_user("p07", "provincial_admin", &["07"], &[]);
+    app.create_user("tab.a", "enumerator", &["07"], &[]);
+    app.create_user("tab.b", "enumerator", &["07"], &[]);
+    let mut a = Tablet::new(app, "tab.a");
+    let coop = a.create_cooperative("07", "Twice recorded");
+    let session = a.create_session("07", &coop);
+    a.sync();
+    let mut b = Tablet::new(app, "tab.b");
+    b.sync();
+    a.record_attendance(&session, "guest-1", None, 6.0);
+    b.record_attendance(&session, "guest-1", None, 3.5);
+    a.sync();
+    b.sync();
+
+    let Some(br) = Browser::start("en") else {
+        return;
+    };
+    sign_in(&br, app, "p07");
+    nav(&br, app, "/review/conflicts");
+    let card = card_with(&br, "Hours: 3.5");
+    assert!(br.text(&card).contains("Hours: 6"), "{}", br.text(&card));
+    assert!(
+        br.text(&card).contains("Keep this entry"),
+        "{}",
+        br.text(&card)
+    );
+    assert!(
+        br.all_in(&card, "input[name=value]").is_empty(),
+        "no typed value for an entry"
+    );
+    shoot(&br, backend, "en-17-conflict-entry");
+    br.press("form[action='/language'] button");
+    br.wait_for(|b| b.script("return document.documentElement.lang") == "km");
+    br.goto(&app.url("/review/conflicts"));
+    assert!(br.text_of("main").contains("ម៉ោង"), "{}", br.text_of("main"));
+    shoot(&br, backend, "km-17-conflict-entry");
+    br.press("form[action='/language'] button");
+    br.wait_for(|b| b.script("return document.documentElement.lang") == "en");
+    br.goto(&app.url("/review/conflicts"));
+    let row = row_with(&br, "article.card", "Hours: 3.5");
+    let button = br.all_in(&row, "button").remove(0);
+    br.click(&button);
+    br.wait_for_text(".done", "Conflict resolved");
+    for t in [&mut a, &mut b] {
+        t.sync();
+        let (s, _) = TrainingSession::read(t.client.doc(&session).unwrap());
+        assert_eq!(s.attendance["guest-1"].hours, Some(3.5));
+    }
+    assert_eq!(a.heads(&session), b.heads(&session), "the tablets converge");
+}
+
 dual_backend_tests!(
+    an_attendance_entry_recorded_twice_is_kept_from_the_conflicts_page,
     a_provincial_admins_day_in_the_browser,
     forms_need_their_token_cookies_are_strict_and_names_stay_text,
     a_first_visit_weighs_under_200_kb,

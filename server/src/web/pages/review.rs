@@ -127,6 +127,28 @@ pub fn doc_type_name(lang: Lang, t: &str) -> &'static str {
 
 /// A field's label (fields of the protocol; others shown as their name). An attendance
 /// entry's field reads `Attendance <participant> · Hours`.
+/// Whether a conflict's field is an attendance entry itself (recorded on two tablets at
+/// once), not one of its fields.
+fn is_entry(field: &str) -> bool {
+    field
+        .strip_prefix("attendance.")
+        .is_some_and(|p| !p.contains('.'))
+}
+
+/// A conflicting value as a person reads it: an attendance entry as its fields in words
+/// (`Hours: 3.5 · Status: partial`), anything else as itself.
+fn candidate_text(lang: Lang, v: &Json) -> String {
+    match v {
+        Json::Object(fields) => fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "recorded_by" | "recorded_at"))
+            .map(|(k, v)| format!("{}: {}", field_name(lang, k), value_text(v)))
+            .collect::<Vec<_>>()
+            .join(" · "),
+        other => value_text(other),
+    }
+}
+
 pub fn field_name(lang: Lang, f: &str) -> String {
     if let Some(rest) = f.strip_prefix("attendance.") {
         let (participant, field) = rest.rsplit_once('.').unwrap_or((rest, ""));
@@ -153,6 +175,9 @@ pub fn field_name(lang: Lang, f: &str) -> String {
         "province_code" => lang.t("Province", "ខេត្ត"),
         "status" => lang.t("Status", "ស្ថានភាព"),
         "hours" => lang.t("Hours", "ម៉ោង"),
+        "name" => lang.t("Name", "ឈ្មោះ"),
+        "age" => lang.t("Age", "អាយុ"),
+        "member_id" => lang.t("Member", "សមាជិក"),
         "planned_hours" => lang.t("Planned hours", "ម៉ោងគ្រោងទុក"),
         "scheduled_date" => lang.t("Date", "កាលបរិច្ឆេទ"),
         "programme" => lang.t("Programme", "កម្មវិធី"),
@@ -341,7 +366,7 @@ async fn conflict_list(
                     tbody {
                         @for (i, v) in c.candidates.iter().enumerate() {
                             tr {
-                                td.value { (value_text(&v.value)) @if v.value == c.current_value { " " span.tag { (lang.t("shown now", "កំពុងបង្ហាញ")) } } }
+                                td.value { (candidate_text(lang, &v.value)) @if v.value == c.current_value { " " span.tag { (lang.t("shown now", "កំពុងបង្ហាញ")) } } }
                                 td { (who(&names, v.user_id.as_deref())) }
                                 td { (v.received_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                                         .map_or_else(|| "—".to_string(), |t| format!("{} UTC", lang.datetime(t.to_utc())))) }
@@ -349,7 +374,7 @@ async fn conflict_list(
                                     form method="post" action={ "/review/conflicts/" (c.id) "/resolve" } {
                                         (csrf(&user))
                                         input type="hidden" name="choice" value=(i);
-                                        button type="submit" { (lang.t("Use this value", "ប្រើតម្លៃនេះ")) }
+                                        button type="submit" { @if is_entry(&c.field) { (lang.t("Keep this entry", "រក្សាទុកកំណត់ត្រានេះ")) } @else { (lang.t("Use this value", "ប្រើតម្លៃនេះ")) } }
                                     }
                                 } }
                             }
@@ -357,9 +382,12 @@ async fn conflict_list(
                     }
                 }
                 @if let Some(r) = &c.resolution {
-                    p.resolved { (lang.t("Resolved as", "បានដោះស្រាយជា")) " " strong { (value_text(&r.value)) } " · " (lang.datetime(r.resolved_at)) " UTC" }
+                    p.resolved { (lang.t("Resolved as", "បានដោះស្រាយជា")) " " strong { (candidate_text(lang, &r.value)) } " · " (lang.datetime(r.resolved_at)) " UTC" }
                 }
-                @if c.status.as_str() == "open" {
+                @if c.status.as_str() == "open" && is_entry(&c.field) {
+                    p.hint { (lang.t("The same person's attendance was recorded on two tablets. Keep one of the entries; every tablet then holds that one.",
+                                     "វត្តមានរបស់មនុស្សតែមួយត្រូវបានកត់ត្រានៅលើថេប្លេតពីរ។ សូមរក្សាទុកកំណត់ត្រាមួយ។ បន្ទាប់មក ថេប្លេតទាំងអស់នឹងមានកំណត់ត្រានោះ។")) }
+                } @else if c.status.as_str() == "open" {
                     form.inline method="post" action={ "/review/conflicts/" (c.id) "/resolve" } {
                         (csrf(&user))
                         label { span { (lang.t("Or type the right value", "ឬវាយបញ្ចូលតម្លៃត្រឹមត្រូវ")) }
