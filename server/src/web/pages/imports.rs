@@ -152,13 +152,20 @@ async fn import_page(
         }
         p { a href="/imports" { (lang.t("← All imports", "← ការនាំចូលទាំងអស់")) } }
     };
-    Ok(ok(layout::page(
+    let mut page = ok(layout::page(
         &user,
         Section::Imports,
         lang.t("Import", "នាំចូល"),
         None,
         body,
-    )))
+    ));
+    if busy {
+        // A dry run or an apply still running: the page reloads itself every 2 s until it
+        // is done, so an admin watching it sees the result without clicking "refresh".
+        page.headers_mut()
+            .insert(header::REFRESH, header::HeaderValue::from_static("2"));
+    }
+    Ok(page)
 }
 
 /// One part of a `multipart/form-data` body: its name, file name and bytes.
