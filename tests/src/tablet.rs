@@ -401,3 +401,24 @@ impl Tablet {
         h
     }
 }
+
+/// Two enumerators of province 07 (`tab.a`, `tab.b`) both take the attendance of
+/// `participant` in one session while offline (6 and 3.5 hours), then sync: a conflict on
+/// the attendance entry itself. Returns both tablets and the session id.
+pub fn attendance_recorded_twice(app: &TestApp, participant: &str) -> (Tablet, Tablet, String) {
+    for u in ["tab.a", "tab.b"] {
+        app.create_user(u, "enumerator", &["07"], &[]);
+    }
+    let mut a = Tablet::new(app, "tab.a");
+    let coop = a.create_cooperative("07", "Twice recorded");
+    let session = a.create_session("07", &coop);
+    a.sync();
+    let mut b = Tablet::new(app, "tab.b");
+    b.sync();
+    a.record_attendance(&session, participant, None, 6.0);
+    b.record_attendance(&session, participant, None, 3.5);
+    a.sync();
+    b.sync();
+    a.sync();
+    (a, b, session)
+}

@@ -767,20 +767,7 @@ fn an_attendance_entry_recorded_on_two_tablets_is_resolved_by_choosing_one(app: 
     use coopsync::db::schema::attendance;
     use diesel::prelude::*;
     app.create_user("p07", "provincial_admin", &["07"], &[]);
-    for u in ["tab.a", "tab.b"] {
-        app.create_user(u, "enumerator", &["07"], &[]);
-    }
-    let mut a = Tablet::new(app, "tab.a");
-    let coop = a.create_cooperative("07", "Twice recorded");
-    let session = a.create_session("07", &coop);
-    a.sync();
-    let mut b = Tablet::new(app, "tab.b");
-    b.sync();
-    a.record_attendance(&session, "p1", None, 6.0);
-    b.record_attendance(&session, "p1", None, 3.5);
-    a.sync();
-    b.sync();
-    a.sync();
+    let (mut a, mut b, session) = coopsync_tests::tablet::attendance_recorded_twice(app, "p1");
     let admin = app.login("p07");
     let list = app.get("/api/v1/conflicts", Some(&admin.access));
     let items = list.body["conflicts"].as_array().unwrap().clone();

@@ -1014,18 +1014,7 @@ fn an_attendance_entry_recorded_twice_is_kept_from_the_conflicts_page(app: &Test
         "sqlite"
     };
     app.create_user("p07", "provincial_admin", &["07"], &[]);
-    app.create_user("tab.a", "enumerator", &["07"], &[]);
-    app.create_user("tab.b", "enumerator", &["07"], &[]);
-    let mut a = Tablet::new(app, "tab.a");
-    let coop = a.create_cooperative("07", "Twice recorded");
-    let session = a.create_session("07", &coop);
-    a.sync();
-    let mut b = Tablet::new(app, "tab.b");
-    b.sync();
-    a.record_attendance(&session, "guest-1", None, 6.0);
-    b.record_attendance(&session, "guest-1", None, 3.5);
-    a.sync();
-    b.sync();
+    let (mut a, mut b, session) = coopsync_tests::tablet::attendance_recorded_twice(app, "guest-1");
 
     let Some(br) = Browser::start("en") else {
         return;
