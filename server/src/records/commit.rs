@@ -780,8 +780,6 @@ fn report_blocked(
     Ok(())
 }
 
-/// Binds a new actor to the sending device, once: `owners` holds every actor already
-/// bound (loaded for this document's changes, then extended here).
 /// A member stored before its cooperative reached the server: it has no province yet,
 /// so scope cannot be decided; it stays editable until the cooperative arrives.
 fn awaits_cooperative(
@@ -796,6 +794,9 @@ fn awaits_cooperative(
         })
 }
 
+/// Binds a new actor to its author (a device, or the server's device name), once:
+/// `owners` holds every actor already bound (loaded for this document's changes, then
+/// extended here).
 fn bind_actor_once(
     conn: &mut DbConnection,
     actor: &str,
