@@ -65,8 +65,8 @@ pub async fn get_conflict(
               (status = 400, body = ErrorBody, description = "`unsupported_conflict`: not a field of a record or of an attendance entry"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "no such conflict, or outside your scope"),
-              (status = 409, body = ErrorBody, description = "`conflict_not_open`: resolved or superseded already"),
-              (status = 422, body = ErrorBody, description = "`validation_failed`: no such choice, or a typed value that breaks its field's rule")))]
+              (status = 409, body = ErrorBody, description = "`conflict_not_open`: resolved or superseded already; `conflict_changed`: the chosen attendance entry is no longer one of the record's values"),
+              (status = 422, body = ErrorBody, description = "`validation_failed`: no such choice, a typed value that breaks its field's rule, or a typed value for an attendance entry recorded twice (choose one)")))]
 #[post("/conflicts/{id}/resolve")]
 pub async fn resolve_conflict(
     state: web::Data<AppState>,
