@@ -22,7 +22,7 @@ use super::{
     moves::{ScopeMove, record_moves},
     projection,
     store::{self, ChangeRow, DocumentRow, NewQuarantine, PendingRow},
-    verify::{Applied, Candidate, apply_verified, load_snapshot, parse_change, plan},
+    verify::{Applied, Candidate, apply_verified, parse_change, plan, stored_doc},
 };
 use crate::{
     auth::Principal,
@@ -352,10 +352,7 @@ pub fn commit(
         return Ok(());
     }
     let base = match &row {
-        Some(r) => match doc_cache::get(&doc_id, &r.heads) {
-            Some(doc) => doc,
-            None => load_snapshot(&r.snapshot)?,
-        },
+        Some(r) => stored_doc(r)?,
         None => Automerge::new(),
     };
 

@@ -12,8 +12,8 @@ use automerge::{
 use sync_protocol::documents::DocType;
 
 use super::{
-    Author, Batch, CommitError, Committed, Outcome, commit, doc_cache, store,
-    verify::{Candidate, load_snapshot},
+    Author, Batch, CommitError, Committed, Outcome, commit, store,
+    verify::{Candidate, stored_doc},
 };
 use crate::db::DbConnection;
 
@@ -21,10 +21,7 @@ use crate::db::DbConnection;
 pub fn current(conn: &mut DbConnection, doc_id: &str) -> Result<(DocType, Automerge), CommitError> {
     let row = store::find_document(conn, doc_id)?.ok_or(CommitError::NotFound)?;
     let doc_type = DocType::parse(&row.doc_type).ok_or(CommitError::NotFound)?;
-    let doc = match doc_cache::get(doc_id, &row.heads) {
-        Some(doc) => doc,
-        None => load_snapshot(&row.snapshot)?,
-    };
+    let doc = stored_doc(&row)?;
     Ok((doc_type, doc))
 }
 
@@ -41,10 +38,7 @@ pub fn change(
 ) -> Result<Committed, CommitError> {
     let row = store::lock_document(conn, doc_id)?.ok_or(CommitError::NotFound)?;
     let doc_type = DocType::parse(&row.doc_type).ok_or(CommitError::NotFound)?;
-    let base = match doc_cache::get(doc_id, &row.heads) {
-        Some(doc) => doc,
-        None => load_snapshot(&row.snapshot)?,
-    };
+    let base = stored_doc(&row)?;
     store_server_change(conn, actor, admin_user_id, doc_id, doc_type, base, edit)
 }
 

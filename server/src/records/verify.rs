@@ -39,6 +39,15 @@ pub fn parse_change(bytes: &[u8]) -> Result<Change, ChangeError> {
     }
 }
 
+/// The stored document of `row`: the cached copy when its heads are the row's, else its
+/// snapshot loaded.
+pub fn stored_doc(row: &super::store::DocumentRow) -> Result<Automerge, CommitError> {
+    match super::doc_cache::get(&row.id, &row.heads) {
+        Some(doc) => Ok(doc),
+        None => load_snapshot(&row.snapshot),
+    }
+}
+
 /// Loads a stored snapshot; a stored document that fails to load is a server bug, never
 /// something a client can cause (results are verified before they are stored).
 pub fn load_snapshot(bytes: &[u8]) -> Result<Automerge, CommitError> {
